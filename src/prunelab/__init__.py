@@ -1,0 +1,1 @@
+"""prunelab: reproducible pruning experiments for PyTorch CNNs on CIFAR-10."""

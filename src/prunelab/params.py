@@ -1,0 +1,173 @@
+"""The one schema for params.yaml, validated once before any work.
+
+Every error names the key, the bad value and what is allowed, on one line; unknown keys get a
+"did you mean". Defaults equal the shipped params.yaml, so a partial params file (another
+project's, or a test's) is complete once loaded.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from prunelab.errors import UserError
+
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataParams(Section):
+    source: str = CIFAR10_URL
+    """URL or local path of cifar-10-python.tar.gz (PRUNELAB_CIFAR10_ARCHIVE overrides it)."""
+    val_size: Annotated[int, Field(ge=0, lt=50_000)] = 5000
+    """Images held out of the 50,000 training images for validation; the test set is touched
+    only by evaluate."""
+    split_seed: int = 0
+
+
+class ModelParams(Section):
+    arch: str = "cnn"
+    """Registry name (cnn, resnet20, …) or an import path 'pkg.module:factory'."""
+    kwargs: dict[str, Any] = Field(default_factory=lambda: {"widths": [64, 128, 256]})
+
+
+class TrainParams(Section):
+    epochs: Annotated[int, Field(ge=0)] = 8
+    batch_size: Annotated[int, Field(gt=0)] = 512
+    lr: Annotated[float, Field(gt=0)] = 0.2
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    nesterov: bool = True
+    weight_decay: Annotated[float, Field(ge=0)] = 5e-4
+    label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.2
+    warmup: Fraction = 0.2
+    """Fraction of steps over which the LR ramps up linearly; it then decays linearly to 0."""
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    seed: int = 0
+
+
+class PruneParams(Section):
+    method: str = "ln_structured"
+    """Registry name or import path 'pkg.module:Name' of a BasePruningMethod or function."""
+    amount: float | int = 0.4
+    """Final fraction (0..1) of targeted weights — of channels for structured methods — that
+    are pruned, relative to the dense model; an int is an absolute count."""
+    n: float | int | Literal["inf", "-inf", "fro", "nuc"] = 1
+    dim: int = 0
+    criterion: Literal["l1", "random"] = "l1"
+    """Criterion of global_unstructured."""
+    targets: Annotated[list[str], Field(min_length=1)] = Field(default_factory=lambda: ["conv1"])
+    """Layer names, layer types (Conv2d, Linear) or 'all'."""
+    exclude: list[str] = Field(default_factory=list)
+    per_layer: dict[str, float | int] = Field(default_factory=dict)
+    parameters: Annotated[list[Literal["weight", "bias"]], Field(min_length=1)] = Field(
+        default_factory=lambda: ["weight"]
+    )
+    steps: Annotated[int, Field(ge=1)] = 1
+    options: dict[str, Any] = Field(default_factory=dict)
+    """Keyword arguments passed to a plugin method."""
+
+    @field_validator("amount")
+    @classmethod
+    def _amount_range(cls, value: float | int) -> float | int:
+        return check_amount(value)
+
+    @field_validator("per_layer")
+    @classmethod
+    def _per_layer_range(cls, value: dict[str, float | int]) -> dict[str, float | int]:
+        return {layer: check_amount(amount) for layer, amount in value.items()}
+
+    @field_validator("method")
+    @classmethod
+    def _method_exists(cls, value: str) -> str:
+        from prunelab.prune import resolve_method  # the registry imports torch: load lazily
+
+        resolve_method(value)
+        return value
+
+    @property
+    def norm(self) -> float | str:
+        return math.inf if self.n == "inf" else -math.inf if self.n == "-inf" else self.n
+
+
+def check_amount(value: float | int) -> float | int:
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not a boolean")
+    if isinstance(value, float) and not 0.0 <= value <= 1.0:
+        raise ValueError(f"a fraction must lie in [0, 1] (got {value}); use an int for a count")
+    if isinstance(value, int) and value < 0:
+        raise ValueError(f"a count must be ≥ 0 (got {value})")
+    return value
+
+
+class EvaluateParams(Section):
+    batch_size: Annotated[int, Field(gt=0)] = 1000
+    tta: bool = True
+    """Average the logits of each image and its horizontal flip."""
+
+
+class Params(Section):
+    data: DataParams = Field(default_factory=DataParams)
+    model: ModelParams = Field(default_factory=ModelParams)
+    train: TrainParams = Field(default_factory=TrainParams)
+    prune: PruneParams = Field(default_factory=PruneParams)
+    evaluate: EvaluateParams = Field(default_factory=EvaluateParams)
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise UserError(f"{path}: params file not found; pass --params PATH") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise UserError(f"{where}: YAML syntax error: {problem}") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: expected a mapping of sections (data, model, …) at top level")
+    return parse_params(raw, source=str(path))
+
+
+def parse_params(raw: dict[str, Any], source: str = "params") -> Params:
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        lines = [_describe(error) for error in exc.errors()]
+        raise UserError(f"{source}: " + "; ".join(lines)) from None
+    except UserError as exc:  # raised by a validator that resolves a plugin
+        raise UserError(f"{source}: {exc.message}") from None
+
+
+def _describe(error: dict[str, Any]) -> str:
+    loc = [str(part) for part in error["loc"]]
+    key = ".".join(loc)
+    if error["type"] == "extra_forbidden":
+        allowed = sorted(_fields_at(loc[:-1]))
+        close = difflib.get_close_matches(loc[-1], allowed, n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        return f"unknown key '{key}': {hint}allowed: {', '.join(allowed)}"
+    value = error.get("input")
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{key} = {value!r}: {message}"
+
+
+def _fields_at(loc: list[str]) -> set[str]:
+    model: type[BaseModel] = Params
+    for part in loc:
+        annotation = model.model_fields[part].annotation
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return set()
+        model = annotation
+    return set(model.model_fields)

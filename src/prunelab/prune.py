@@ -1,0 +1,270 @@
+"""Pruning: one registry where built-in and plugin methods stand on equal footing.
+
+A method prunes a *count* of units (weights, or channels for structured methods) from what is
+still unpruned; prunelab turns `amount` into those counts itself, so the final fraction is exact
+relative to the dense model however many steps reach it (torch's PruningContainer would
+otherwise compound fractional amounts step after step).
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.utils.prune as tprune
+from torch import nn
+
+from prunelab.errors import UserError
+from prunelab.models import prunable_layers
+from prunelab.params import PruneParams
+from prunelab.plugins import is_import_path, load_object
+
+Unit = Literal["weight", "channel"]
+LocalPrune = Callable[[nn.Module, str, int, PruneParams], None]
+GlobalPrune = Callable[[list[tuple[nn.Module, str]], int, PruneParams], None]
+
+
+@dataclass(frozen=True)
+class PruningMethod:
+    name: str
+    unit: Unit
+    """What `amount` counts: single weights, or slices along `prune.dim` (filters for dim 0)."""
+    local: LocalPrune | None = None
+    """Prunes `count` more units of one tensor."""
+    joint: GlobalPrune | None = None
+    """Prunes `count` more units across all targeted tensors at once (global methods)."""
+    summary: str = ""
+
+
+METHODS: dict[str, PruningMethod] = {}
+
+
+def register_method(method: PruningMethod) -> PruningMethod:
+    METHODS[method.name] = method
+    return method
+
+
+for _method in (
+    PruningMethod(
+        "identity",
+        "weight",
+        lambda m, n, c, p: tprune.identity(m, n),
+        summary="mask of ones (control)",
+    ),
+    PruningMethod(
+        "random_unstructured",
+        "weight",
+        lambda m, n, c, p: tprune.random_unstructured(m, n, amount=c),
+        summary="random weights",
+    ),
+    PruningMethod(
+        "l1_unstructured",
+        "weight",
+        lambda m, n, c, p: tprune.l1_unstructured(m, n, amount=c),
+        summary="smallest |w| per layer",
+    ),
+    PruningMethod(
+        "random_structured",
+        "channel",
+        lambda m, n, c, p: tprune.random_structured(m, n, amount=c, dim=p.dim),
+        summary="random channels along prune.dim",
+    ),
+    PruningMethod(
+        "ln_structured",
+        "channel",
+        lambda m, n, c, p: tprune.ln_structured(m, n, amount=c, n=p.norm, dim=p.dim),
+        summary="channels of smallest Ln norm (prune.n) along prune.dim",
+    ),
+    PruningMethod(
+        "global_unstructured",
+        "weight",
+        joint=lambda pairs, c, p: tprune.global_unstructured(
+            pairs,
+            pruning_method=tprune.L1Unstructured if p.criterion == "l1" else tprune.RandomUnstructured,
+            amount=c,
+        ),
+        summary="smallest |w| (or random, prune.criterion) across all targets together",
+    ),
+):
+    register_method(_method)
+
+
+def resolve_method(name: str) -> PruningMethod:
+    if name in METHODS:
+        return METHODS[name]
+    if not is_import_path(name):
+        close = difflib.get_close_matches(name, METHODS, n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise UserError(
+            f"prune.method = '{name}': unknown method; {hint}built-in: {', '.join(METHODS)}, "
+            "or an import path 'package.module:Name'"
+        )
+    return method_from_plugin(name, load_object(name, param="prune.method"))
+
+
+def method_from_plugin(name: str, obj: object) -> PruningMethod:
+    """Wrap a BasePruningMethod subclass, or a function(module, name, amount, **options) in
+    the style of torch.nn.utils.prune's functions, as a PruningMethod."""
+    if inspect.isclass(obj) and issubclass(obj, tprune.BasePruningMethod):
+        kind = getattr(obj, "PRUNING_TYPE", None)
+        if kind not in ("unstructured", "structured"):
+            raise UserError(
+                f"prune.method: {name} must set PRUNING_TYPE to 'unstructured' or 'structured' (got {kind!r})"
+            )
+        takes_dim = "dim" in inspect.signature(obj.__init__).parameters
+
+        def apply_class(module: nn.Module, pname: str, count: int, p: PruneParams) -> None:
+            extra = {"dim": p.dim} if takes_dim and "dim" not in p.options else {}
+            obj.apply(module, pname, amount=count, **extra, **p.options)
+
+        unit: Unit = "channel" if kind == "structured" else "weight"
+        return PruningMethod(name, unit, apply_class, summary=(obj.__doc__ or "").strip().split("\n")[0])
+    if inspect.isfunction(obj) or (callable(obj) and not inspect.isclass(obj)):
+        params = list(inspect.signature(obj).parameters)
+        if len(params) < 3:
+            raise UserError(
+                f"prune.method: {name} must take (module, name, amount, **options) like "
+                "torch.nn.utils.prune.l1_unstructured"
+            )
+        unit = "channel" if getattr(obj, "PRUNING_TYPE", "unstructured") == "structured" else "weight"
+        return PruningMethod(
+            name,
+            unit,
+            lambda m, n, c, p: obj(m, n, c, **p.options),
+            summary=(obj.__doc__ or "").strip().split("\n")[0],
+        )
+    raise UserError(
+        f"prune.method: {name} is neither a torch.nn.utils.prune.BasePruningMethod subclass nor a "
+        "function(module, name, amount, **options)"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Targets and amounts
+
+
+def select_targets(model: nn.Module, cfg: PruneParams) -> dict[str, nn.Module]:
+    """Layers named by prune.targets (names, types Conv2d/Linear, or 'all') minus prune.exclude."""
+    layers = prunable_layers(model)
+    if not layers:
+        raise UserError("prune.targets: the model has no Conv2d or Linear layer to prune")
+    type_names = {type(m).__name__ for m in layers.values()} | {"Conv2d", "Linear"}
+
+    def expand(entry: str, key: str) -> list[str]:
+        if entry == "all":
+            return list(layers)
+        if entry in type_names:
+            return [name for name, m in layers.items() if type(m).__name__ == entry]
+        if entry in layers:
+            return [entry]
+        close = difflib.get_close_matches(entry, list(layers), n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise UserError(
+            f"{key}: unknown layer '{entry}'; {hint}prunable layers: {', '.join(layers)}; "
+            "types: Conv2d, Linear; or 'all'"
+        )
+
+    chosen = {name for entry in cfg.targets for name in expand(entry, "prune.targets")}
+    chosen -= {name for entry in cfg.exclude for name in expand(entry, "prune.exclude")}
+    for name in cfg.per_layer:
+        if name not in chosen:
+            raise UserError(
+                f"prune.per_layer: '{name}' is not among the targeted layers ({', '.join(sorted(chosen)) or 'none'})"
+            )
+    if not chosen:
+        raise UserError("prune.targets: nothing left to prune after prune.exclude")
+    return {name: layers[name] for name in layers if name in chosen}
+
+
+def step_fractions(steps: int, schedule: str = "iterative") -> list[float]:
+    """Cumulative fraction of the final amount reached after each step.
+
+    iterative: equal increments; agp: Zhu & Gupta's cubic s_t = s_f (1 − (1 − t/n)^3).
+    """
+    if schedule == "agp":
+        return [1 - (1 - k / steps) ** 3 for k in range(1, steps + 1)]
+    return [k / steps for k in range(1, steps + 1)]
+
+
+def units_of(tensor: torch.Tensor, unit: Unit, dim: int) -> int:
+    if unit == "weight":
+        return tensor.numel()
+    if not -tensor.dim() <= dim < tensor.dim():
+        raise UserError(f"prune.dim = {dim}: out of range for a tensor of shape {tuple(tensor.shape)}")
+    return tensor.shape[dim]
+
+
+def final_count(amount: float | int, total: int, key: str) -> int:
+    if isinstance(amount, int):
+        if amount > total:
+            raise UserError(f"{key} = {amount}: more than the {total} units that can be pruned")
+        return amount
+    return round(amount * total)
+
+
+@dataclass
+class PruneResult:
+    masks: dict[str, torch.Tensor]
+    """Boolean keep-masks by parameter name ('conv1.weight'), True where the weight is kept."""
+    pruned_units: dict[str, int]
+
+
+def prune_model(
+    model: nn.Module,
+    cfg: PruneParams,
+    *,
+    schedule: str = "iterative",
+    between_steps: Callable[[int], None] | None = None,
+) -> PruneResult:
+    """Prune `model` in place as `cfg` says and make it permanent (prune.remove).
+
+    `between_steps(k)` runs after step k < steps, with the masks still active (for fine-tuning
+    between the steps of gradual pruning).
+    """
+    method = resolve_method(cfg.method)
+    layers = select_targets(model, cfg)
+    pairs = [
+        (lname, m, pname)
+        for lname, m in layers.items()
+        for pname in cfg.parameters
+        if getattr(m, pname, None) is not None
+    ]
+    if not pairs:
+        raise UserError(f"prune.parameters: none of {cfg.parameters} exist on the targeted layers")
+    if method.joint is not None and cfg.per_layer:
+        raise UserError(f"prune.per_layer: not applicable to the global method '{cfg.method}'; remove it")
+    fractions = step_fractions(cfg.steps, schedule)
+    done: dict[str, int] = {}
+    for step, fraction in enumerate(fractions, start=1):
+        if method.joint is not None:
+            total = sum(getattr(m, p).numel() for _, m, p in pairs)
+            target = round(fraction * final_count(cfg.amount, total, "prune.amount"))
+            method.joint([(m, p) for _, m, p in pairs], target - done.get("*", 0), cfg)
+            done["*"] = target
+        else:
+            for lname, module, pname in pairs:
+                key = f"{lname}.{pname}"
+                amount = cfg.per_layer.get(lname, cfg.amount)
+                total = units_of(getattr(module, pname), method.unit, cfg.dim)
+                amount_key = f"prune.per_layer.{lname}" if lname in cfg.per_layer else "prune.amount"
+                target = round(fraction * final_count(amount, total, amount_key))
+                method.local(module, pname, target - done.get(key, 0), cfg)
+                done[key] = target
+        if between_steps is not None and step < len(fractions):
+            between_steps(step)
+    masks: dict[str, torch.Tensor] = {}
+    for lname, module, pname in pairs:
+        masks[f"{lname}.{pname}"] = getattr(module, f"{pname}_mask").detach().bool().clone()
+        tprune.remove(module, pname)
+    return PruneResult(masks=masks, pruned_units=done)
+
+
+def apply_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> None:
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, mask in masks.items():
+            params[name].mul_(mask.to(params[name].dtype))

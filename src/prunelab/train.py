@@ -1,0 +1,258 @@
+"""The training loop, shared by train and finetune (one loop, two callers), and prediction.
+
+Fast on CPU by construction: the data set is an in-memory uint8 tensor augmented per batch,
+activations are channels_last, and bf16 autocast is used where the hardware has it. Runs are
+seeded per epoch, so an interrupted run resumed from its last epoch ends bit-identical.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from prunelab.data import Split, normalize, random_crop_flip
+from prunelab.io import atomic_path, torch_load
+from prunelab.params import TrainParams
+
+
+@cache
+def cpu_has_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        from prunelab.errors import UserError
+
+        raise UserError("train.device = 'cuda': no CUDA device here; use 'auto' or 'cpu'")
+    return torch.device(name)
+
+
+def resolve_precision(name: str, device: torch.device) -> torch.dtype:
+    """bf16 autocast where the device computes it natively, else fp32."""
+    if name == "fp32":
+        return torch.float32
+    if name == "bf16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+    return torch.bfloat16 if cpu_has_bf16() else torch.float32
+
+
+def autocast(device: torch.device, dtype: torch.dtype) -> torch.autocast:
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == torch.bfloat16)
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    lr: float
+    train_loss: float
+    train_acc: float
+    val_loss: float | None
+    val_acc: float | None
+    seconds: float
+
+
+def lr_at(step: int, total: int, peak: float, warmup: float) -> float:
+    """Linear warm-up to `peak` over `warmup` of the steps, then linear decay to zero."""
+    warm = max(1, round(total * warmup))
+    if step < warm:
+        return peak * (step + 1) / warm
+    return peak * max(0.0, (total - step) / max(1, total - warm))
+
+
+def make_optimizer(model: nn.Module, cfg: TrainParams) -> torch.optim.SGD:
+    # No weight decay on BN parameters and biases: it only fights their scale.
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    return torch.optim.SGD(
+        [
+            {"params": decay, "weight_decay": cfg.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=cfg.lr,
+        momentum=cfg.momentum,
+        nesterov=cfg.nesterov and cfg.momentum > 0,
+    )
+
+
+class MaskKeeper:
+    """Keeps pruned weights exactly zero while training: gradients, momentum and the weights
+    themselves are masked after every step, so weight decay and momentum cannot revive them."""
+
+    def __init__(self, model: nn.Module, masks: dict[str, torch.Tensor]) -> None:
+        params = dict(model.named_parameters())
+        self.pairs = [(params[name], mask.to(params[name].dtype)) for name, mask in masks.items()]
+
+    def before_step(self) -> None:
+        for param, mask in self.pairs:
+            if param.grad is not None:
+                param.grad.mul_(mask)
+
+    @torch.no_grad()
+    def after_step(self, optimizer: torch.optim.Optimizer) -> None:
+        for param, mask in self.pairs:
+            param.mul_(mask)
+            buf = optimizer.state.get(param, {}).get("momentum_buffer")
+            if buf is not None:
+                buf.mul_(mask)
+
+
+def fit(
+    model: nn.Module,
+    train: Split,
+    cfg: TrainParams,
+    *,
+    val: Split | None = None,
+    masks: dict[str, torch.Tensor] | None = None,
+    resume_file: Path | None = None,
+    fingerprint: str = "",
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+    label: str = "train",
+) -> list[EpochRecord]:
+    """Train `model` in place for cfg.epochs; returns one record per epoch.
+
+    With `resume_file`, state is saved after every epoch and a matching file (same
+    `fingerprint`) is resumed from, then removed once training completes.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    device = resolve_device(cfg.device)
+    dtype = resolve_precision(cfg.precision, device)
+    model.to(device).to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(model, cfg)
+    keeper = MaskKeeper(model, masks) if masks else None
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
+    total_steps = steps_per_epoch * cfg.epochs
+    history: list[EpochRecord] = []
+    start_epoch = 0
+    if resume_file is not None and resume_file.is_file():
+        state = torch_load(resume_file)
+        if state.get("fingerprint") == fingerprint:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            history = [EpochRecord(**r) for r in state["history"]]
+            start_epoch = len(history)
+    for record in history:
+        if on_epoch:
+            on_epoch(record)
+
+    columns = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[stats]}"),
+    ]
+    with Progress(*columns) as progress:
+        for epoch in range(start_epoch, cfg.epochs):
+            task = progress.add_task(
+                f"{label} epoch {epoch + 1}/{cfg.epochs}", total=steps_per_epoch, stats=""
+            )
+            generator = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+            order = torch.randperm(len(train), generator=generator)
+            model.train()
+            started = time.perf_counter()
+            loss_sum, correct, seen = 0.0, 0, 0
+            for i in range(steps_per_epoch):
+                idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
+                images = random_crop_flip(train.images[idx], pad=4, generator=generator)
+                x = normalize(images.to(device, non_blocking=True))
+                y = train.labels[idx].to(device, non_blocking=True)
+                lr = lr_at(epoch * steps_per_epoch + i, total_steps, cfg.lr, cfg.warmup)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                with autocast(device, dtype):
+                    logits = model(x)
+                    loss = loss_fn(logits.float(), y)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if keeper:
+                    keeper.before_step()
+                optimizer.step()
+                if keeper:
+                    keeper.after_step(optimizer)
+                loss_sum += loss.item() * len(y)
+                correct += (logits.argmax(1) == y).sum().item()
+                seen += len(y)
+                progress.update(task, advance=1, stats=f"loss {loss_sum / seen:.3f}")
+            val_loss = val_acc = None
+            if val is not None and len(val):
+                logits = predict(model, val.images, batch_size=1000, device=device, dtype=dtype)
+                val_loss = nn.functional.cross_entropy(logits, val.labels).item()
+                val_acc = (logits.argmax(1) == val.labels).float().mean().item()
+            record = EpochRecord(
+                epoch + 1,
+                lr,
+                loss_sum / seen,
+                correct / seen,
+                val_loss,
+                val_acc,
+                time.perf_counter() - started,
+            )
+            history.append(record)
+            stats = f"loss {record.train_loss:.3f}" + (
+                f" val_acc {val_acc:.4f}" if val_acc is not None else ""
+            )
+            progress.update(task, stats=stats)
+            if on_epoch:
+                on_epoch(record)
+            if resume_file is not None:
+                state = {
+                    "fingerprint": fingerprint,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "history": [asdict(r) for r in history],
+                }
+                with atomic_path(resume_file) as tmp:
+                    torch.save(state, tmp)
+    model.to("cpu").to(memory_format=torch.contiguous_format)
+    if resume_file is not None:
+        resume_file.unlink(missing_ok=True)
+    return history
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module,
+    images: torch.Tensor,
+    *,
+    batch_size: int = 1000,
+    device: torch.device | None = None,
+    dtype: torch.dtype = torch.float32,
+    tta: bool = False,
+) -> torch.Tensor:
+    """Logits (float32, on CPU) for uint8 images; with `tta`, averaged with the flipped image."""
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval().to(device).to(memory_format=torch.channels_last)
+    chunks = []
+    for start in range(0, len(images), batch_size):
+        x = normalize(images[start : start + batch_size].to(device))
+        with autocast(device, dtype):
+            logits = model(x).float()
+            if tta:
+                logits = (logits + model(x.flip(-1)).float()) / 2
+        chunks.append(logits.cpu())
+    model.train(was_training)
+    return torch.cat(chunks) if chunks else torch.empty(0, 10)
+
+
+def history_as_dicts(history: list[EpochRecord]) -> list[dict[str, Any]]:
+    return [asdict(r) for r in history]
