@@ -84,7 +84,7 @@ def class_names(root: str | Path) -> list[str]:
 # Batched augmentation and normalisation
 
 MEAN = torch.tensor([125.307, 122.961, 113.8575]).view(1, 3, 1, 1)
-STD = torch.tensor([51.5865, 50.847, 51.255]).view(1, 3, 1, 1)
+STD = torch.tensor([62.9932, 62.0887, 66.7048]).view(1, 3, 1, 1)
 
 
 def normalize(images: torch.Tensor) -> torch.Tensor:

@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import tarfile
+import tempfile
 import urllib.error
 import urllib.request
 import zlib
@@ -63,8 +64,9 @@ def fetch_cifar10(source: str, dest: Path) -> str:
     """
     source = os.environ.get(ARCHIVE_ENV) or source
     dest = Path(dest)
-    with atomic_path(dest.with_suffix(".download")) as scratch:
-        scratch.mkdir()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{dest.name}.", suffix=".fetch", dir=dest.parent) as tmp:
+        scratch = Path(tmp)
         if source.startswith(("http://", "https://")):
             archive = scratch / "cifar-10-python.tar.gz"
             download(source, archive)

@@ -60,7 +60,7 @@ def cnn(
 ) -> nn.Sequential:
     """VGG-style net in the spirit of airbench: a stem conv, then per width a block of
     conv → max-pool → BN → GELU followed by (convs_per_block − 1) × conv → BN → GELU;
-    global max-pool and a linear classifier. Layers are named conv1…convN, fc, so targets read
+    global average pool and a linear classifier. Layers are named conv1…convN, fc, so targets read
     like the seed notebook ("conv1")."""
     if not widths or any(w <= 0 for w in widths) or stem <= 0 or convs_per_block < 1:
         raise UserError(
@@ -86,7 +86,7 @@ def cnn(
         for _ in range(convs_per_block - 1):
             conv_bn(width, width, pool=False)
         channels = width
-    layers["gpool"] = nn.AdaptiveMaxPool2d(1)
+    layers["gpool"] = nn.AdaptiveAvgPool2d(1)  # an unscaled global max-pool diverges at high LR
     layers["flatten"] = nn.Flatten()
     layers["fc"] = nn.Linear(channels, num_classes)
     return nn.Sequential(layers)

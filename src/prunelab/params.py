@@ -13,13 +13,27 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from prunelab.errors import UserError
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+def check_amount(value: float | int) -> float | int:
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not a boolean")
+    if isinstance(value, float) and not 0.0 <= value <= 1.0:
+        raise ValueError(f"a fraction must lie in [0, 1] (got {value}); use an int for a count")
+    if isinstance(value, int) and value < 0:
+        raise ValueError(f"a count must be ≥ 0 (got {value})")
+    return value
+
+
+Amount = Annotated[float | int, AfterValidator(check_amount)]
+"""A fraction in [0, 1] of the units, or (an int) an absolute count."""
 
 
 class Section(BaseModel):
@@ -59,7 +73,7 @@ class TrainParams(Section):
 class PruneParams(Section):
     method: str = "ln_structured"
     """Registry name or import path 'pkg.module:Name' of a BasePruningMethod or function."""
-    amount: float | int = 0.4
+    amount: Amount = 0.4
     """Final fraction (0..1) of targeted weights — of channels for structured methods — that
     are pruned, relative to the dense model; an int is an absolute count."""
     n: float | int | Literal["inf", "-inf", "fro", "nuc"] = 1
@@ -69,23 +83,13 @@ class PruneParams(Section):
     targets: Annotated[list[str], Field(min_length=1)] = Field(default_factory=lambda: ["conv1"])
     """Layer names, layer types (Conv2d, Linear) or 'all'."""
     exclude: list[str] = Field(default_factory=list)
-    per_layer: dict[str, float | int] = Field(default_factory=dict)
+    per_layer: dict[str, Amount] = Field(default_factory=dict)
     parameters: Annotated[list[Literal["weight", "bias"]], Field(min_length=1)] = Field(
         default_factory=lambda: ["weight"]
     )
     steps: Annotated[int, Field(ge=1)] = 1
     options: dict[str, Any] = Field(default_factory=dict)
     """Keyword arguments passed to a plugin method."""
-
-    @field_validator("amount")
-    @classmethod
-    def _amount_range(cls, value: float | int) -> float | int:
-        return check_amount(value)
-
-    @field_validator("per_layer")
-    @classmethod
-    def _per_layer_range(cls, value: dict[str, float | int]) -> dict[str, float | int]:
-        return {layer: check_amount(amount) for layer, amount in value.items()}
 
     @field_validator("method")
     @classmethod
@@ -98,16 +102,6 @@ class PruneParams(Section):
     @property
     def norm(self) -> float | str:
         return math.inf if self.n == "inf" else -math.inf if self.n == "-inf" else self.n
-
-
-def check_amount(value: float | int) -> float | int:
-    if isinstance(value, bool):
-        raise ValueError("must be a number, not a boolean")
-    if isinstance(value, float) and not 0.0 <= value <= 1.0:
-        raise ValueError(f"a fraction must lie in [0, 1] (got {value}); use an int for a count")
-    if isinstance(value, int) and value < 0:
-        raise ValueError(f"a count must be ≥ 0 (got {value})")
-    return value
 
 
 class EvaluateParams(Section):

@@ -130,6 +130,7 @@ def fit(
     With `resume_file`, state is saved after every epoch and a matching file (same
     `fingerprint`) is resumed from, then removed once training completes.
     """
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     device = resolve_device(cfg.device)
@@ -160,7 +161,9 @@ def fit(
         TimeElapsedColumn(),
         TextColumn("{task.fields[stats]}"),
     ]
-    with Progress(*columns) as progress:
+    console = Console()
+    # Without a terminal (dvc repro, CI logs) bars never redraw: print a line per epoch instead.
+    with Progress(*columns, console=console, disable=not console.is_terminal) as progress:
         for epoch in range(start_epoch, cfg.epochs):
             task = progress.add_task(
                 f"{label} epoch {epoch + 1}/{cfg.epochs}", total=steps_per_epoch, stats=""
@@ -211,6 +214,8 @@ def fit(
                 f" val_acc {val_acc:.4f}" if val_acc is not None else ""
             )
             progress.update(task, stats=stats)
+            if not console.is_terminal:
+                console.print(f"{label} epoch {epoch + 1}/{cfg.epochs}: {stats} ({record.seconds:.0f} s)")
             if on_epoch:
                 on_epoch(record)
             if resume_file is not None:

@@ -1,0 +1,59 @@
+"""Shared fixtures: a generated CIFAR-10-format archive (no network) and tiny params."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from prunelab.fetch import CHECKSUMS_ENV, fetch_cifar10
+from prunelab.synthetic import write_synthetic_archive
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TINY = {
+    "data": {"val_size": 100},
+    "model": {"arch": "cnn", "kwargs": {"widths": [8, 16], "stem": 8}},
+    "train": {"epochs": 1, "batch_size": 64, "lr": 0.05},
+    "evaluate": {"batch_size": 200},
+}
+
+
+@pytest.fixture(scope="session")
+def synthetic(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(archive, checksums.json) of a small learnable data set in CIFAR-10's on-disk format."""
+    folder = tmp_path_factory.mktemp("synthetic")
+    archive = folder / "cifar-10-python.tar.gz"
+    md5 = write_synthetic_archive(archive, n_train=600, n_test=200)
+    checksums = folder / "checksums.json"
+    checksums.write_text(json.dumps(md5))
+    return archive, checksums
+
+
+@pytest.fixture
+def synthetic_env(synthetic: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> Path:
+    archive, checksums = synthetic
+    monkeypatch.setenv(CHECKSUMS_ENV, str(checksums))
+    return archive
+
+
+@pytest.fixture(scope="session")
+def data_dir(synthetic: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    archive, checksums = synthetic
+    dest = tmp_path_factory.mktemp("data") / "cifar-10-batches-py"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(CHECKSUMS_ENV, str(checksums))
+        fetch_cifar10(str(archive), dest)
+    return dest
+
+
+def write_params(path: Path, overrides: dict | None = None, base: dict | None = None) -> Path:
+    """params.yaml = the shipped one, updated by TINY (or `base`) and `overrides`, section-wise."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for layer in (base if base is not None else TINY, overrides or {}):
+        for section, values in layer.items():
+            params.setdefault(section, {}).update(values)
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path

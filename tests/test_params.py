@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from prunelab.errors import UserError
+from prunelab.params import CIFAR10_URL, Params, load_params, parse_params
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_shipped_params_equal_schema_defaults() -> None:
+    """params.yaml must be complete (DVC tracks its keys) and match the documented defaults."""
+    shipped = load_params(ROOT / "params.yaml")
+    assert shipped == Params()
+    assert shipped.data.source == CIFAR10_URL
+    assert yaml.safe_load((ROOT / "params.yaml").read_text()).keys() == Params.model_fields.keys()
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"prune": {"amout": 0.5}}, r"unknown key 'prune.amout': did you mean 'amount'\?"),
+        ({"trian": {}}, r"unknown key 'trian': did you mean 'train'\?"),
+        ({"prune": {"amount": 1.5}}, r"prune.amount = 1.5: .*\[0, 1\]"),
+        ({"prune": {"amount": -3}}, r"prune.amount = -3: a count must be ≥ 0"),
+        (
+            {"prune": {"method": "l1_unstruct"}},
+            r"prune.method = 'l1_unstruct': unknown method; did you mean 'l1_unstructured'",
+        ),
+        ({"prune": {"method": "no_such_pkg.x:Y"}}, r"prune.method: cannot import module 'no_such_pkg.x'"),
+        (
+            {"train": {"precision": "fp16"}},
+            r"train.precision = 'fp16': Input should be 'auto', 'fp32' or 'bf16'",
+        ),
+        ({"train": {"epochs": -1}}, r"train.epochs = -1"),
+        ({"prune": {"per_layer": {"conv1": 2.0}}}, r"prune.per_layer.conv1 = 2.0"),
+    ],
+)
+def test_bad_values_name_the_key(raw: dict, message: str) -> None:
+    with pytest.raises(UserError, match=message):
+        parse_params(raw)
+
+
+def test_yaml_syntax_error_gives_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text("train:\n  epochs: 3\n  lr: [0.1\n")
+    with pytest.raises(UserError, match=r"params.yaml:\d+:\d+: YAML syntax error"):
+        load_params(path)
+
+
+def test_missing_file_says_how_to_fix(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="pass --params"):
+        load_params(tmp_path / "nope.yaml")
+
+
+def test_partial_params_get_defaults() -> None:
+    params = parse_params({"prune": {"amount": 3}})
+    assert params.prune.amount == 3 and isinstance(params.prune.amount, int)
+    assert params.prune.method == "ln_structured"

@@ -1,0 +1,193 @@
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.utils.prune as tprune
+from torch import nn
+
+from prunelab.errors import UserError
+from prunelab.models import build_model
+from prunelab.params import PruneParams
+from prunelab.prune import METHODS, prune_model, select_targets
+
+TINY_CNN = {"widths": [8, 16], "stem": 8}
+
+
+def make() -> nn.Module:
+    torch.manual_seed(0)
+    return build_model("cnn", TINY_CNN)
+
+
+def zeros(model: nn.Module, name: str) -> int:
+    return int((dict(model.named_parameters())[name] == 0).sum())
+
+
+def zero_filters(model: nn.Module, name: str) -> int:
+    w = dict(model.named_parameters())[name]
+    return int((w.flatten(1) == 0).all(1).sum())
+
+
+def test_seed_experiment_prunes_40_percent_of_conv1_filters_by_l1() -> None:
+    model = make()
+    expected_order = model.conv1.weight.detach().abs().sum((1, 2, 3)).argsort()
+    result = prune_model(model, PruneParams())  # the default: ln_structured n=1 dim=0 on conv1
+    assert zero_filters(model, "conv1.weight") == round(0.4 * 8) == 3
+    pruned = (model.conv1.weight.flatten(1) == 0).all(1).nonzero().flatten()
+    assert set(pruned.tolist()) == set(expected_order[:3].tolist())  # the smallest-L1 filters
+    assert result.masks["conv1.weight"].shape == model.conv1.weight.shape
+    assert not hasattr(model.conv1, "weight_orig")  # made permanent
+
+
+@pytest.mark.parametrize("steps", [1, 3])
+@pytest.mark.parametrize(
+    ("method", "unit"),
+    [
+        ("l1_unstructured", "weight"),
+        ("random_unstructured", "weight"),
+        ("ln_structured", "channel"),
+        ("random_structured", "channel"),
+    ],
+)
+def test_local_methods_hit_the_exact_amount_on_every_layer(method: str, unit: str, steps: int) -> None:
+    model = make()
+    prune_model(model, PruneParams(method=method, amount=0.55, targets=["all"], steps=steps))
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Conv2d | nn.Linear):
+            w = module.weight
+            if unit == "weight":
+                assert zeros(model, f"{name}.weight") == round(0.55 * w.numel()), name
+            else:
+                assert zero_filters(model, f"{name}.weight") == round(0.55 * w.shape[0]), name
+
+
+@pytest.mark.parametrize("criterion", ["l1", "random"])
+@pytest.mark.parametrize("steps", [1, 4])
+def test_global_unstructured_hits_the_exact_total(criterion: str, steps: int) -> None:
+    model = make()
+    result = prune_model(
+        model,
+        PruneParams(
+            method="global_unstructured", criterion=criterion, amount=0.8, targets=["Conv2d"], steps=steps
+        ),
+    )
+    total = sum(m.numel() for m in result.masks.values())
+    assert sum(zeros(model, name) for name in result.masks) == round(0.8 * total)
+    assert all(name.startswith("conv") for name in result.masks)
+
+
+def test_steps_do_not_compound() -> None:
+    """Three steps of a PruningContainer at 0.5 each would prune 87.5 %; we must land on 50 %."""
+    model = make()
+    prune_model(model, PruneParams(method="l1_unstructured", amount=0.5, targets=["conv2"], steps=3))
+    assert zeros(model, "conv2.weight") == model.conv2.weight.numel() // 2
+
+
+def test_integer_amount_is_a_count_and_per_layer_overrides() -> None:
+    model = make()
+    prune_model(
+        model,
+        PruneParams(method="ln_structured", amount=2, targets=["conv1", "conv2"], per_layer={"conv2": 0.5}),
+    )
+    assert zero_filters(model, "conv1.weight") == 2
+    assert zero_filters(model, "conv2.weight") == 4
+
+
+def test_identity_prunes_nothing() -> None:
+    model = make()
+    prune_model(model, PruneParams(method="identity", targets=["all"]))
+    assert all(zeros(model, f"{n}.weight") == 0 for n in ("conv1", "conv2", "fc"))
+
+
+def test_bias_can_be_pruned() -> None:
+    model = make()
+    result = prune_model(
+        model,
+        PruneParams(method="l1_unstructured", amount=0.5, targets=["fc"], parameters=["weight", "bias"]),
+    )
+    assert set(result.masks) == {"fc.weight", "fc.bias"}
+    assert zeros(model, "fc.bias") == 5
+
+
+def test_targets_by_type_exclude_and_all() -> None:
+    model = make()
+    assert list(select_targets(model, PruneParams(targets=["Linear"]))) == ["fc"]
+    convs = select_targets(model, PruneParams(targets=["all"], exclude=["conv1", "fc"]))
+    assert "conv1" not in convs and "fc" not in convs and "conv2" in convs
+
+
+@pytest.mark.parametrize(
+    ("cfg", "message"),
+    [
+        (PruneParams(targets=["conv9"]), r"prune.targets: unknown layer 'conv9'; did you mean"),
+        (PruneParams(targets=["conv1"], exclude=["conv1"]), r"nothing left to prune"),
+        (PruneParams(targets=["conv1"], per_layer={"conv2": 0.1}), r"prune.per_layer: 'conv2' is not among"),
+        (PruneParams(amount=100, targets=["conv1"]), r"prune.amount = 100: more than the 8 units"),
+        (PruneParams(dim=7), r"prune.dim = 7: out of range"),
+        (
+            PruneParams(method="global_unstructured", per_layer={"conv1": 0.1}),
+            r"not applicable to the global method",
+        ),
+    ],
+)
+def test_bad_targets_and_amounts_name_the_param(cfg: PruneParams, message: str) -> None:
+    with pytest.raises(UserError, match=message):
+        prune_model(make(), cfg)
+
+
+def test_model_without_prunable_layers() -> None:
+    with pytest.raises(UserError, match="no Conv2d or Linear layer"):
+        prune_model(nn.Sequential(nn.ReLU()), PruneParams())
+
+
+def test_registry_lists_every_torch_method() -> None:
+    assert set(METHODS) >= {
+        "identity",
+        "random_unstructured",
+        "l1_unstructured",
+        "random_structured",
+        "ln_structured",
+        "global_unstructured",
+    }
+
+
+class EveryOtherFilter(tprune.BasePruningMethod):
+    """Test plugin: prunes filters by index parity, ignoring the amount's selection logic."""
+
+    PRUNING_TYPE = "structured"
+
+    def __init__(self, amount: int, dim: int = 0) -> None:
+        self.amount, self.dim = amount, dim
+
+    def compute_mask(self, t: torch.Tensor, default_mask: torch.Tensor) -> torch.Tensor:
+        mask = default_mask.clone()
+        mask[: 2 * self.amount : 2] = 0
+        return mask
+
+
+def halve_function(module: nn.Module, name: str, amount: int) -> nn.Module:
+    return tprune.l1_unstructured(module, name, amount)
+
+
+def test_plugins_by_import_path_run_like_builtins() -> None:
+    model = make()
+    prune_model(model, PruneParams(method="tests.test_prune:EveryOtherFilter", amount=0.5, targets=["conv2"]))
+    assert zero_filters(model, "conv2.weight") == model.conv2.weight.shape[0] // 2
+    model = make()
+    prune_model(model, PruneParams(method="tests.test_prune:halve_function", amount=0.25, targets=["fc"]))
+    assert zeros(model, "fc.weight") == round(0.25 * model.fc.weight.numel())
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("tests.test_prune:nothing_here", r"has no attribute 'nothing_here'"),
+        (
+            "tests.test_prune:TINY_CNN",
+            r"is neither a torch.nn.utils.prune.BasePruningMethod subclass nor a function",
+        ),
+        ("tests.test_prune:", r"not an import path"),
+    ],
+)
+def test_bad_plugins_name_the_path(path: str, message: str) -> None:
+    with pytest.raises(UserError, match=message):
+        prune_model(make(), PruneParams.model_construct(**{**PruneParams().model_dump(), "method": path}))
