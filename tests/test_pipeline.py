@@ -6,9 +6,11 @@ import csv
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,9 @@ import yaml
 
 from prunelab.fetch import CHECKSUMS_ENV
 from tests.conftest import ROOT, write_params
+
+PLUGIN = "prunelab.examples.fpgm:GeometricMedianStructured"
+SWEEP = {"methods": ["l1_unstructured", PLUGIN], "amounts": [0.3, 0.6], "val_images": 0}
 
 IDENTITY = {
     "GIT_AUTHOR_NAME": "prunelab tests",
@@ -34,13 +39,19 @@ def run(cwd: Path, *args: str, env: dict[str, str]) -> str:
 
 def make_project(root: Path, archive: Path, checksums: Path) -> dict[str, str]:
     """Copy the pipeline into `root` as a fresh git + DVC repo; return the environment to run in."""
-    for name in ("dvc.yaml", "stages", "src", ".gitignore", ".dvcignore"):
+    for name in (
+        "dvc.yaml",
+        "stages",
+        "src",
+        ".gitignore",
+    ):
         src = ROOT / name
         if src.is_dir():
             shutil.copytree(src, root / name, ignore=shutil.ignore_patterns("__pycache__"))
         elif src.exists():
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(src, root / name)
-    write_params(root / "params.yaml", {"data": {"source": str(archive), "val_size": 100}})
+    write_params(root / "params.yaml", {"data": {"source": str(archive), "val_size": 100}, "sweep": SWEEP})
     env = {
         **os.environ,
         **IDENTITY,
@@ -52,7 +63,10 @@ def make_project(root: Path, archive: Path, checksums: Path) -> dict[str, str]:
     env.pop("PRUNELAB_CIFAR10_ARCHIVE", None)
     run(root, "git", "init", "-q", env=env)
     run(root, sys.executable, "-m", "dvc", "init", "-q", env=env)
-    run(root, sys.executable, "-m", "dvc", "config", "core.analytics", "false", env=env)
+    # the committed config (analytics off, offline plot page) and the sweep plot template
+    shutil.copy(ROOT / ".dvc/config", root / ".dvc/config")
+    shutil.copytree(ROOT / ".dvc/html", root / ".dvc/html")
+    shutil.copytree(ROOT / ".dvc/plots", root / ".dvc/plots")
     run(root, "git", "add", "-A", env=env)
     run(root, "git", "commit", "-qm", "init", env=env)
     return env
@@ -112,3 +126,67 @@ def test_exp_run_with_set_param(project: tuple[Path, dict[str, str]]) -> None:
     rows = list(csv.DictReader(io.StringIO(dvc(root, env, "exp", "show", "--csv"))))
     assert "0.25" in [row["prune.amount"] for row in rows]
     assert json.loads((root / "metrics/prune.json").read_text())["method"] == "l1_unstructured"
+
+
+def test_sweep_points_and_report(project: tuple[Path, dict[str, str]]) -> None:
+    root, _ = project
+    for method in SWEEP["methods"]:
+        for amount in SWEEP["amounts"]:
+            point = json.loads((root / f"metrics/sweep/{method}-{amount}.json").read_text())
+            # exact counts are unit-tested; here structured rounding on 8-filter layers is ±1/16
+            assert point["method"] == method and point["targeted_sparsity"] == pytest.approx(amount, abs=0.07)
+    table = (root / "report/sweep.md").read_text()
+    assert "| l1_unstructured |" in table and PLUGIN in table
+    assert (root / "report/sweep.png").read_bytes()[:4] == b"\x89PNG"
+    assert len(json.loads((root / "plots/sweep.json").read_text())) == 4
+
+
+def test_editing_one_sweep_entry_reruns_only_its_points(project: tuple[Path, dict[str, str]]) -> None:
+    root, env = project
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["sweep"]["amounts"] = [0.3, 0.5]
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = dvc(root, env, "repro")
+    ran = sorted(line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage"))
+    assert ran == ["report", "sweep@l1_unstructured-0.5", f"sweep@{PLUGIN}-0.5"]
+    run(root, "git", "checkout", "--", "params.yaml", env=env)
+    dvc(root, env, "repro")
+
+
+def test_plots_show_renders_offline(project: tuple[Path, dict[str, str]]) -> None:
+    root, env = project
+    dvc(root, env, "plots", "show", "-o", "plots_html")
+    page = (root / "plots_html/index.html").read_text()
+    assert "vegaEmbed" in page and "Accuracy vs sparsity" in page
+    assert re.search(r"<script[^>]+src=", page) is None  # every script is inlined
+    assert "cdn.jsdelivr" not in page
+
+
+def test_queued_grid_runs_in_parallel(project: tuple[Path, dict[str, str]]) -> None:
+    root, env = project
+    run(root, "git", "add", "-A", env=env)
+    run(root, "git", "commit", "-qm", "before queue", env=env)
+    dvc(
+        root,
+        env,
+        "exp",
+        "run",
+        "--queue",
+        "-S",
+        "prune.method=l1_unstructured,random_unstructured",
+        "-S",
+        "prune.amount=0.3,0.6",
+    )
+    dvc(root, env, "queue", "start", "-j", "2")
+    deadline = time.time() + 400
+    while time.time() < deadline:
+        status = dvc(root, env, "queue", "status")
+        if "Queued" not in status and "Running" not in status:
+            break
+        time.sleep(3)
+    assert status.count("Success") == 4, status
+    rows = list(csv.DictReader(io.StringIO(dvc(root, env, "exp", "show", "--csv"))))
+    grid = {(r["prune.method"], r["prune.amount"]) for r in rows if r["State"] == "" or r.get("Experiment")}
+    for method in ("l1_unstructured", "random_unstructured"):
+        for amount in ("0.3", "0.6"):
+            assert (method, amount) in grid, grid

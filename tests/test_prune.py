@@ -191,3 +191,34 @@ def test_plugins_by_import_path_run_like_builtins() -> None:
 def test_bad_plugins_name_the_path(path: str, message: str) -> None:
     with pytest.raises(UserError, match=message):
         prune_model(make(), PruneParams.model_construct(**{**PruneParams().model_dump(), "method": path}))
+
+
+def test_shipped_fpgm_plugin_prunes_the_most_replaceable_filters() -> None:
+    from prunelab.examples.fpgm import geometric_median_saliency
+
+    model = make()
+    w = model.conv2.weight.detach().clone()
+    w[0] = w[1:].median(0).values  # a filter sitting at the centre of the others
+    with torch.no_grad():
+        model.conv2.weight.copy_(w)
+    expected = set(geometric_median_saliency(w).argsort()[:3].tolist())
+    assert 0 in expected
+    result = prune_model(
+        model,
+        PruneParams(method="prunelab.examples.fpgm:GeometricMedianStructured", amount=3, targets=["conv2"]),
+    )
+    pruned = set((model.conv2.weight.flatten(1) == 0).all(1).nonzero().flatten().tolist())
+    assert pruned == expected and result.masks["conv2.weight"].shape == w.shape
+
+
+def test_fpgm_plugin_steps_and_sweep_amounts_are_exact() -> None:
+    model = make()
+    prune_model(
+        model,
+        PruneParams(
+            method="prunelab.examples.fpgm:GeometricMedianStructured", amount=0.5, targets=["Conv2d"], steps=2
+        ),
+    )
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Conv2d):
+            assert zero_filters(model, f"{name}.weight") == round(0.5 * module.out_channels), name

@@ -110,12 +110,57 @@ class EvaluateParams(Section):
     """Average the logits of each image and its horizontal flip."""
 
 
+class SweepParams(Section):
+    methods: Annotated[list[str], Field(min_length=1)] = Field(
+        default_factory=lambda: [
+            "l1_unstructured",
+            "random_unstructured",
+            "ln_structured",
+            "random_structured",
+            "global_unstructured",
+        ]
+    )
+    amounts: Annotated[list[Amount], Field(min_length=1)] = Field(
+        default_factory=lambda: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
+    )
+    targets: Annotated[list[str], Field(min_length=1)] = Field(default_factory=lambda: ["Conv2d"])
+    """What every sweep point prunes (the other prune.* settings, e.g. n and dim, are shared)."""
+    exclude: list[str] = Field(default_factory=list)
+    val_images: Annotated[int, Field(ge=0)] = 2500
+    """Score each point on the first N images of the validation split (0 = all of it). Every
+    point sees the same images, so comparisons are paired; cost per point is one torch import
+    plus N forward passes, so lower N as the model grows."""
+
+    @field_validator("methods")
+    @classmethod
+    def _methods_exist(cls, value: list[str]) -> list[str]:
+        from prunelab.prune import resolve_method
+
+        for name in value:
+            resolve_method(name)
+        return value
+
+    def prune_params(self, base: PruneParams, method: str, amount: float | int) -> PruneParams:
+        """The prune settings of one sweep point: one-shot, uniform over the sweep's targets."""
+        return base.model_copy(
+            update={
+                "method": method,
+                "amount": amount,
+                "targets": self.targets,
+                "exclude": self.exclude,
+                "per_layer": {},
+                "steps": 1,
+            }
+        )
+
+
 class Params(Section):
     data: DataParams = Field(default_factory=DataParams)
     model: ModelParams = Field(default_factory=ModelParams)
     train: TrainParams = Field(default_factory=TrainParams)
     prune: PruneParams = Field(default_factory=PruneParams)
     evaluate: EvaluateParams = Field(default_factory=EvaluateParams)
+    sweep: SweepParams = Field(default_factory=SweepParams)
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

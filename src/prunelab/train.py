@@ -216,8 +216,6 @@ def fit(
             progress.update(task, stats=stats)
             if not console.is_terminal:
                 console.print(f"{label} epoch {epoch + 1}/{cfg.epochs}: {stats} ({record.seconds:.0f} s)")
-            if on_epoch:
-                on_epoch(record)
             if resume_file is not None:
                 state = {
                     "fingerprint": fingerprint,
@@ -227,6 +225,8 @@ def fit(
                 }
                 with atomic_path(resume_file) as tmp:
                     torch.save(state, tmp)
+            if on_epoch:
+                on_epoch(record)
     model.to("cpu").to(memory_format=torch.contiguous_format)
     if resume_file is not None:
         resume_file.unlink(missing_ok=True)

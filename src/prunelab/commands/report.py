@@ -1,0 +1,51 @@
+"""report: gather the sweep into a markdown table, DVC plot data and a PNG."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markdown import Markdown
+
+from prunelab.commands import ParamsOption, console, done, single_command_app
+from prunelab.errors import UserError
+from prunelab.io import read_json, write_json, write_text
+from prunelab.params import load_params
+from prunelab.report import plot_rows, save_sweep_png, sweep_table_markdown
+
+
+def point_path(folder: Path, method: str, amount: float | int) -> Path:
+    """Where a sweep point's metrics live; dvc.yaml's matrix writes the same name."""
+    return folder / f"{method}-{amount}.json"
+
+
+def main(
+    params: ParamsOption = Path("params.yaml"),
+    sweep: Annotated[Path, typer.Option(help="folder of sweep point metrics")] = Path("metrics/sweep"),
+    train_metrics: Annotated[Path, typer.Option(help="train metrics (dense validation accuracy)")] = Path(
+        "metrics/train.json"
+    ),
+    table: Annotated[Path, typer.Option(help="markdown table to write")] = Path("report/sweep.md"),
+    plot: Annotated[Path, typer.Option(help="DVC plot data to write")] = Path("plots/sweep.json"),
+    png: Annotated[Path, typer.Option(help="PNG of the plot to write")] = Path("report/sweep.png"),
+) -> None:
+    """Gather sweep.methods × sweep.amounts into one table and one accuracy-vs-sparsity plot."""
+    cfg = load_params(params)
+    points = []
+    for method in cfg.sweep.methods:
+        for amount in cfg.sweep.amounts:
+            path = point_path(sweep, method, amount)
+            if not path.is_file():
+                raise UserError(f"{path}: sweep point missing; run `dvc repro` (stage sweep@…) first")
+            points.append(read_json(path))
+    dense = read_json(train_metrics).get("val_acc") if train_metrics.is_file() else None
+    markdown = sweep_table_markdown(points, cfg.sweep.amounts, dense)
+    write_text(table, markdown)
+    write_json(plot, plot_rows(points))
+    save_sweep_png(points, dense, png)
+    console.print(Markdown(markdown))
+    done("report", table, plot, png)
+
+
+app = single_command_app(main)

@@ -1,0 +1,79 @@
+"""sweep: one point of the comparison grid: prune the baseline with METHOD at AMOUNT, score it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from prunelab.commands import ParamsOption, done, single_command_app
+from prunelab.data import Split, load_split, split_validation
+from prunelab.errors import UserError
+from prunelab.io import load_checkpoint, load_state_into, write_json
+from prunelab.measure import sparsity_report
+from prunelab.models import build_model
+from prunelab.params import check_amount, load_params
+from prunelab.prune import prune_model, resolve_method
+from prunelab.train import predict, resolve_device, resolve_precision
+
+
+def main(
+    method: Annotated[str, typer.Option(help="pruning method (registry name or import path)")],
+    amount: Annotated[str, typer.Option(help="fraction in [0, 1], or an int count")],
+    params: ParamsOption = Path("params.yaml"),
+    model: Annotated[Path, typer.Option(help="baseline checkpoint")] = Path("models/baseline.pt"),
+    data: Annotated[Path, typer.Option(help="extracted CIFAR-10 directory")] = Path(
+        "data/cifar-10-batches-py"
+    ),
+    out: Annotated[Path, typer.Option(help="metrics JSON of this point")] = Path("metrics/sweep/point.json"),
+) -> None:
+    """Prune the baseline one-shot with --method/--amount over sweep.targets and score it on the
+    validation split (the test set is kept for evaluate)."""
+    cfg = load_params(params)
+    resolve_method(method)
+    prune_cfg = cfg.sweep.prune_params(cfg.prune, method, _parse_amount(amount))
+    ckpt = load_checkpoint(model)
+    net = build_model(ckpt.arch, ckpt.model_kwargs)
+    load_state_into(net, ckpt.state_dict, str(model))
+    result = prune_model(net, prune_cfg)
+    _, val = split_validation(load_split(data, train=True), cfg.data.val_size, cfg.data.split_seed)
+    if not len(val):
+        raise UserError("data.val_size = 0: the sweep scores on the validation split; set it > 0")
+    if cfg.sweep.val_images:
+        val = Split(val.images[: cfg.sweep.val_images], val.labels[: cfg.sweep.val_images])
+    device = resolve_device(cfg.train.device)
+    logits = predict(
+        net,
+        val.images,
+        batch_size=cfg.evaluate.batch_size,
+        device=device,
+        dtype=resolve_precision(cfg.train.precision, device),
+    )
+    targeted = sum(m.numel() for m in result.masks.values())
+    sparsity = sparsity_report(net)
+    write_json(
+        out,
+        {
+            "method": method,
+            "amount": prune_cfg.amount,
+            "val_acc": round((logits.argmax(1) == val.labels).float().mean().item(), 6),
+            "targeted_sparsity": round(sum(int((~m).sum()) for m in result.masks.values()) / targeted, 6),
+            "sparsity": sparsity["sparsity"],
+            "params_nonzero": sparsity["params_nonzero"],
+            "params": sparsity["params"],
+            "val_images": len(val),
+        },
+    )
+    done(f"sweep point {method} @ {amount}", out)
+
+
+def _parse_amount(text: str) -> float | int:
+    try:
+        value: float | int = int(text) if text.lstrip("-").isdigit() else float(text)
+        return check_amount(value)
+    except ValueError as exc:
+        raise UserError(f"--amount {text!r}: {exc}") from None
+
+
+app = single_command_app(main)

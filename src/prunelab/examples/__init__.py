@@ -1,0 +1,1 @@
+"""Example plugins, loaded by import path exactly as a user's own package would be."""
