@@ -17,7 +17,8 @@ TINY = {
     "data": {"val_size": 100},
     "model": {"arch": "cnn", "kwargs": {"widths": [8, 16], "stem": 8}},
     "train": {"epochs": 1, "batch_size": 64, "lr": 0.05},
-    "evaluate": {"batch_size": 200},
+    "finetune": {"epochs": 1},
+    "evaluate": {"batch_size": 200, "latency_batch_sizes": [1, 8], "latency_seconds": 0.05},
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -90,10 +91,22 @@ def dvc(root: Path, env: dict[str, str], *args: str) -> str:
 
 def test_repro_produces_every_output(project: tuple[Path, dict[str, str]]) -> None:
     root, _ = project
-    for path in ("models/baseline.pt", "models/pruned.pt", "dvc.lock", "plots/confusion/pruned.json"):
+    for path in (
+        "models/baseline.pt",
+        "models/pruned.pt",
+        "models/finetuned.pt",
+        "models/compact.pt",
+        "models/compact.onnx",
+        "dvc.lock",
+        "plots/confusion/pruned.json",
+    ):
         assert (root / path).exists(), path
     evaluate = json.loads((root / "metrics/evaluate.json").read_text())
-    assert set(evaluate) == {"baseline", "pruned"}
+    assert set(evaluate) == {"baseline", "pruned", "finetuned", "compact", "latency_setup"}
+    assert evaluate["compact"]["params"] < evaluate["baseline"]["params"]
+    assert evaluate["compact"]["macs"] < evaluate["baseline"]["macs"]
+    assert evaluate["compact"]["acc"] == pytest.approx(evaluate["finetuned"]["acc"], abs=0.01)
+    assert evaluate["baseline"]["speedup_b8"] == 1.0
     prune = json.loads((root / "metrics/prune.json").read_text())
     conv1 = prune["layers"]["conv1"]
     assert conv1["zero_channels"] == round(0.4 * conv1["channels"])
@@ -190,3 +203,47 @@ def test_queued_grid_runs_in_parallel(project: tuple[Path, dict[str, str]]) -> N
     for method in ("l1_unstructured", "random_unstructured"):
         for amount in ("0.3", "0.6"):
             assert (method, amount) in grid, grid
+
+
+def _fingerprint(root: Path) -> dict[str, str]:
+    """Hashes of every checkpoint and metrics file, wall-clock fields (time, latency) left out."""
+    timing = ("seconds", "latency", "speedup", "latency_setup")
+
+    def strip(value):
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if not k.startswith(timing)}
+        return value
+
+    out = {
+        str(p.relative_to(root)): hashlib.md5(p.read_bytes()).hexdigest()
+        for p in sorted(root.glob("models/*.pt"))
+    }
+    for path in sorted(root.glob("metrics/**/*.json")):
+        out[str(path.relative_to(root))] = json.dumps(strip(json.loads(path.read_text())), sort_keys=True)
+    return out
+
+
+def test_repro_force_is_bitwise_reproducible(project: tuple[Path, dict[str, str]]) -> None:
+    root, env = project
+    run(root, "git", "checkout", "--", "params.yaml", env=env)
+    dvc(root, env, "checkout", "-q", "--force")
+    dvc(root, env, "repro")
+    before = _fingerprint(root)
+    dvc(root, env, "repro", "--force")
+    assert _fingerprint(root) == before
+
+
+def test_push_then_fresh_clone_pull_makes_repro_a_no_op(
+    project: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    root, env = project
+    dvc(root, env, "remote", "add", "-f", "-d", "storage", str(tmp_path / "remote"))
+    run(root, "git", "add", "-A", env=env)
+    run(root, "git", "commit", "-qm", "results", "--allow-empty", env=env)
+    dvc(root, env, "push")
+    clone = tmp_path / "clone"
+    run(tmp_path, "git", "clone", "-q", str(root), str(clone), env=env)
+    dvc(clone, env, "pull")
+    assert (clone / "models/compact.pt").read_bytes() == (root / "models/compact.pt").read_bytes()
+    out = dvc(clone, env, "repro")
+    assert "Running stage" not in out and "up to date" in out

@@ -50,7 +50,16 @@ def test_seed_experiment_prunes_40_percent_of_conv1_filters_by_l1() -> None:
 )
 def test_local_methods_hit_the_exact_amount_on_every_layer(method: str, unit: str, steps: int) -> None:
     model = make()
-    prune_model(model, PruneParams(method=method, amount=0.55, targets=["all"], steps=steps))
+    prune_model(
+        model,
+        PruneParams(
+            method=method,
+            amount=0.55,
+            targets=["all"],
+            steps=steps,
+            schedule="iterative" if steps > 1 else "oneshot",
+        ),
+    )
     for name, module in model.named_modules():
         if isinstance(module, nn.Conv2d | nn.Linear):
             w = module.weight
@@ -67,7 +76,12 @@ def test_global_unstructured_hits_the_exact_total(criterion: str, steps: int) ->
     result = prune_model(
         model,
         PruneParams(
-            method="global_unstructured", criterion=criterion, amount=0.8, targets=["Conv2d"], steps=steps
+            method="global_unstructured",
+            criterion=criterion,
+            amount=0.8,
+            targets=["Conv2d"],
+            steps=steps,
+            schedule="iterative" if steps > 1 else "oneshot",
         ),
     )
     total = sum(m.numel() for m in result.masks.values())
@@ -78,7 +92,10 @@ def test_global_unstructured_hits_the_exact_total(criterion: str, steps: int) ->
 def test_steps_do_not_compound() -> None:
     """Three steps of a PruningContainer at 0.5 each would prune 87.5 %; we must land on 50 %."""
     model = make()
-    prune_model(model, PruneParams(method="l1_unstructured", amount=0.5, targets=["conv2"], steps=3))
+    prune_model(
+        model,
+        PruneParams(method="l1_unstructured", amount=0.5, targets=["conv2"], steps=3, schedule="iterative"),
+    )
     assert zeros(model, "conv2.weight") == model.conv2.weight.numel() // 2
 
 
@@ -216,9 +233,41 @@ def test_fpgm_plugin_steps_and_sweep_amounts_are_exact() -> None:
     prune_model(
         model,
         PruneParams(
-            method="prunelab.examples.fpgm:GeometricMedianStructured", amount=0.5, targets=["Conv2d"], steps=2
+            method="prunelab.examples.fpgm:GeometricMedianStructured",
+            amount=0.5,
+            targets=["Conv2d"],
+            steps=2,
+            schedule="agp",
         ),
     )
     for name, module in model.named_modules():
         if isinstance(module, nn.Conv2d):
             assert zero_filters(model, f"{name}.weight") == round(0.5 * module.out_channels), name
+
+
+def test_agp_follows_the_cubic_schedule_and_ends_exact() -> None:
+    from prunelab.prune import step_fractions
+
+    fractions = step_fractions(4, "agp")
+    assert fractions == pytest.approx([1 - (1 - k / 4) ** 3 for k in range(1, 5)]) and fractions[-1] == 1
+    seen: list[int] = []
+    model = make()
+
+    def record(step: int) -> None:  # runs with masks active, as fine-tuning would
+        seen.append(int((model.conv2.weight == 0).sum()))
+
+    prune_model(
+        model,
+        PruneParams(method="l1_unstructured", amount=0.8, targets=["conv2"], schedule="agp", steps=4),
+        between_steps=record,
+    )
+    total = model.conv2.weight.numel()
+    assert seen == [round(f * round(0.8 * total)) for f in fractions[:-1]]
+    assert zeros(model, "conv2.weight") == round(0.8 * total)
+
+
+def test_oneshot_with_several_steps_is_refused() -> None:
+    from prunelab.params import parse_params
+
+    with pytest.raises(UserError, match=r"prune\.steps = 3 needs prune\.schedule iterative or agp"):
+        parse_params({"prune": {"steps": 3}})

@@ -103,7 +103,7 @@ def test_masks_hold_through_training(data_dir: Path, cfg: PruneParams) -> None:
     model = _model()
     result = prune_model(model, cfg)
     params = dict(model.named_parameters())
-    before = {name: int((params[name] == 0).sum()) for name in result.masks}
+    before = {name: int((params[name] == 0).sum()) for name in result.targeted}
     fit(
         model,
         load_split(data_dir, train=True),
@@ -111,6 +111,6 @@ def test_masks_hold_through_training(data_dir: Path, cfg: PruneParams) -> None:
         masks=result.masks,
     )
     params = dict(model.named_parameters())
-    after = {name: int((params[name] == 0).sum()) for name in result.masks}
+    after = {name: int((params[name] == 0).sum()) for name in result.targeted}
     assert after == before
     assert all(bool((params[n][~m] == 0).all()) for n, m in result.masks.items())

@@ -121,6 +121,16 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     )
 
 
+def load_init_state(path: str | Path) -> dict[str, torch.Tensor]:
+    """Weights to start from: a prunelab checkpoint's state_dict, or a plain state_dict."""
+    raw = torch_load(path)
+    if isinstance(raw, dict) and raw.get("format") == CHECKPOINT_FORMAT:
+        return raw["state_dict"]
+    if isinstance(raw, dict) and raw and all(isinstance(v, torch.Tensor) for v in raw.values()):
+        return raw
+    raise UserError(f"train.init: {path} is neither a prunelab checkpoint nor a state_dict of tensors")
+
+
 def load_state_into(model: nn.Module, state_dict: dict[str, torch.Tensor], source: str) -> None:
     """load_state_dict with an error that names the keys that do not fit."""
     own = model.state_dict()

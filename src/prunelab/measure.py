@@ -57,3 +57,43 @@ def sparsity_report(model: nn.Module) -> dict[str, Any]:
         "params_zero": params_total - params_nonzero,
         "layers": layers,
     }
+
+
+def count_macs(model: nn.Module) -> int:
+    """Multiply-accumulates of one 32×32 image, counted by torch.utils.flop_counter."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model.eval()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(torch.zeros(1, 3, 32, 32))
+    return counter.get_total_flops() // 2
+
+
+def latency(model: nn.Module, batch: int, dtype: torch.dtype, min_run_time: float = 1.0) -> dict[str, float]:
+    """Forward-pass time on this machine's CPU, by torch.utils.benchmark: median and spread."""
+    from torch.utils import benchmark
+
+    from prunelab.train import autocast
+
+    model.eval().to(memory_format=torch.channels_last)
+    x = torch.randn(batch, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+
+    def forward() -> None:
+        with torch.no_grad(), autocast(torch.device("cpu"), dtype):
+            model(x)
+
+    forward()  # warm-up: oneDNN picks its kernels on the first call
+    timer = benchmark.Timer(
+        stmt="forward()", globals={"forward": forward}, num_threads=torch.get_num_threads()
+    )
+    measurement = timer.blocked_autorange(min_run_time=min_run_time)
+    return {"median_ms": round(measurement.median * 1e3, 3), "iqr_ms": round(measurement.iqr * 1e3, 3)}
+
+
+def file_bytes(path: str) -> dict[str, int]:
+    """Size on disk, and gzip-compressed (what zeros in a dense tensor really save)."""
+    import gzip
+    from pathlib import Path
+
+    data = Path(path).read_bytes()
+    return {"bytes": len(data), "bytes_gzip": len(gzip.compress(data, compresslevel=6, mtime=0))}

@@ -14,6 +14,7 @@ from typing import Any
 from torch import nn
 
 from prunelab.errors import UserError
+from prunelab.io import Checkpoint, load_state_into
 from prunelab.plugins import is_import_path, load_object
 
 ModelFactory = Callable[..., nn.Module]
@@ -92,8 +93,76 @@ def cnn(
     return nn.Sequential(layers)
 
 
+class BasicBlock(nn.Module):
+    """3×3 conv → BN → ReLU → 3×3 conv → BN, plus a shortcut (1×1 conv + BN when the shape
+    changes: "option B", which channel pruning can follow through)."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out)
+            )
+
+    def forward(self, x):
+        out = nn.functional.relu(self.bn1(self.conv1(x)))
+        return nn.functional.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+class CifarResNet(nn.Module):
+    """He et al.'s CIFAR ResNet: depth 6n+2, three stages of n blocks at widths w, 2w, 4w."""
+
+    def __init__(self, depth: int = 20, width: int = 16, num_classes: int = 10) -> None:
+        super().__init__()
+        if (depth - 2) % 6 or depth < 8:
+            raise UserError(
+                f"model.kwargs.depth = {depth}: a CIFAR ResNet has depth 6n+2 (20, 32, 44, 56, 110)"
+            )
+        n = (depth - 2) // 6
+        self.conv1 = nn.Conv2d(3, width, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        blocks, c_in = [], width
+        for stage, c_out in enumerate((width, 2 * width, 4 * width)):
+            for i in range(n):
+                blocks.append(BasicBlock(c_in, c_out, stride=2 if stage and i == 0 else 1))
+                c_in = c_out
+        self.layers = nn.Sequential(*blocks)
+        self.fc = nn.Linear(c_in, num_classes)
+
+    def forward(self, x):
+        x = self.layers(nn.functional.relu(self.bn1(self.conv1(x))))
+        return self.fc(nn.functional.adaptive_avg_pool2d(x, 1).flatten(1))
+
+
+@register_model("resnet20")
+def resnet20(width: int = 16, num_classes: int = 10) -> CifarResNet:
+    return CifarResNet(20, width, num_classes)
+
+
+@register_model("resnet56")
+def resnet56(width: int = 16, num_classes: int = 10) -> CifarResNet:
+    return CifarResNet(56, width, num_classes)
+
+
 def prunable_layers(model: nn.Module) -> dict[str, nn.Module]:
     """Conv and linear layers by qualified name: what pruning targets can name."""
     return {
         name: module for name, module in model.named_modules() if isinstance(module, nn.Conv2d | nn.Linear)
     }
+
+
+def model_from_checkpoint(ckpt: Checkpoint, source: str) -> nn.Module:
+    """Rebuild the model a checkpoint describes, compacted shapes included, with its weights."""
+    model = build_model(ckpt.arch, ckpt.model_kwargs)
+    removed = ckpt.meta.get("removed_channels")
+    if removed:
+        from prunelab.compact import rebuild_compact  # Torch-Pruning loads only when needed
+
+        rebuild_compact(model, removed)
+    load_state_into(model, ckpt.state_dict, source)
+    return model

@@ -13,7 +13,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from prunelab.errors import UserError
 
@@ -68,6 +76,10 @@ class TrainParams(Section):
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     seed: int = 0
+    init: str | None = None
+    """Start from this checkpoint (a prunelab checkpoint or a plain state_dict of model.arch)
+    instead of random weights; with epochs 0, train passes it through. Add the file to the
+    train stage's deps in dvc.yaml."""
 
 
 class PruneParams(Section):
@@ -87,7 +99,12 @@ class PruneParams(Section):
     parameters: Annotated[list[Literal["weight", "bias"]], Field(min_length=1)] = Field(
         default_factory=lambda: ["weight"]
     )
+    schedule: Literal["oneshot", "iterative", "agp"] = "oneshot"
+    """oneshot: all at once; iterative: `steps` equal increments; agp: Zhu & Gupta's cubic
+    schedule. Both gradual schedules end exactly at `amount`."""
     steps: Annotated[int, Field(ge=1)] = 1
+    finetune_between: Annotated[int, Field(ge=0)] = 0
+    """Epochs of fine-tuning (finetune.* settings) after each step but the last."""
     options: dict[str, Any] = Field(default_factory=dict)
     """Keyword arguments passed to a plugin method."""
 
@@ -99,15 +116,53 @@ class PruneParams(Section):
         resolve_method(value)
         return value
 
+    @model_validator(mode="after")
+    def _schedule_needs_steps(self) -> PruneParams:
+        if self.schedule == "oneshot" and self.steps != 1:
+            raise ValueError(
+                f"prune.steps = {self.steps} needs prune.schedule iterative or agp (oneshot is 1 step)"
+            )
+        return self
+
     @property
     def norm(self) -> float | str:
         return math.inf if self.n == "inf" else -math.inf if self.n == "-inf" else self.n
+
+
+class FinetuneParams(Section):
+    """Fine-tuning after pruning: the train loop with masks held; unset keys follow train.*."""
+
+    epochs: Annotated[int, Field(ge=0)] = 1
+    """0 passes the pruned model through unchanged."""
+    lr: Annotated[float, Field(gt=0)] = 0.05
+    warmup: Fraction = 0.1
+    seed: int = 1
+
+    def train_params(self, train: TrainParams, epochs: int | None = None) -> TrainParams:
+        return train.model_copy(
+            update={
+                "epochs": self.epochs if epochs is None else epochs,
+                "lr": self.lr,
+                "warmup": self.warmup,
+                "seed": self.seed,
+            }
+        )
+
+
+class CompactParams(Section):
+    tolerance: Annotated[float, Field(gt=0)] = 1e-3
+    """Largest |logit difference| allowed between the masked and the compact model (fp32)."""
 
 
 class EvaluateParams(Section):
     batch_size: Annotated[int, Field(gt=0)] = 1000
     tta: bool = True
     """Average the logits of each image and its horizontal flip."""
+    latency_batch_sizes: Annotated[list[Annotated[int, Field(gt=0)]], Field(min_length=1)] = Field(
+        default_factory=lambda: [1, 128]
+    )
+    latency_seconds: Annotated[float, Field(gt=0)] = 1.0
+    """Minimum measuring time per model and batch size (torch.utils.benchmark)."""
 
 
 class SweepParams(Section):
@@ -149,7 +204,9 @@ class SweepParams(Section):
                 "targets": self.targets,
                 "exclude": self.exclude,
                 "per_layer": {},
+                "schedule": "oneshot",
                 "steps": 1,
+                "finetune_between": 0,
             }
         )
 
@@ -159,6 +216,8 @@ class Params(Section):
     model: ModelParams = Field(default_factory=ModelParams)
     train: TrainParams = Field(default_factory=TrainParams)
     prune: PruneParams = Field(default_factory=PruneParams)
+    finetune: FinetuneParams = Field(default_factory=FinetuneParams)
+    compact: CompactParams = Field(default_factory=CompactParams)
     evaluate: EvaluateParams = Field(default_factory=EvaluateParams)
     sweep: SweepParams = Field(default_factory=SweepParams)
 
@@ -199,6 +258,8 @@ def _describe(error: dict[str, Any]) -> str:
         return f"unknown key '{key}': {hint}allowed: {', '.join(allowed)}"
     value = error.get("input")
     message = error["msg"].removeprefix("Value error, ")
+    if isinstance(value, dict):  # a check across keys already names them in its message
+        return message
     return f"{key} = {value!r}: {message}"
 
 

@@ -85,6 +85,9 @@ for _method in (
         joint=lambda pairs, c, p: tprune.global_unstructured(
             pairs,
             pruning_method=tprune.L1Unstructured if p.criterion == "l1" else tprune.RandomUnstructured,
+            # contiguous: training between steps may leave channels_last weights, which
+            # global_unstructured's flattening (view) cannot take
+            importance_scores={(m, n): getattr(m, n).detach().contiguous() for m, n in pairs},
             amount=c,
         ),
         summary="smallest |w| (or random, prune.criterion) across all targets together",
@@ -209,15 +212,23 @@ def final_count(amount: float | int, total: int, key: str) -> int:
 @dataclass
 class PruneResult:
     masks: dict[str, torch.Tensor]
-    """Boolean keep-masks by parameter name ('conv1.weight'), True where the weight is kept."""
-    pruned_units: dict[str, int]
+    """Boolean keep-masks by parameter name ('conv1.weight'), True where the weight is kept;
+    for structured pruning also of the coupled BatchNorm channels."""
+    targeted: list[str]
+    """The parameters prune.targets named (the rest of `masks` is coupled to them)."""
+
+    @property
+    def targeted_sparsity(self) -> float:
+        """Fraction of the targeted weights that are pruned."""
+        total = sum(self.masks[name].numel() for name in self.targeted)
+        pruned = sum(int((~self.masks[name]).sum()) for name in self.targeted)
+        return round(pruned / max(1, total), 6)
 
 
 def prune_model(
     model: nn.Module,
     cfg: PruneParams,
     *,
-    schedule: str = "iterative",
     between_steps: Callable[[int], None] | None = None,
 ) -> PruneResult:
     """Prune `model` in place as `cfg` says and make it permanent (prune.remove).
@@ -237,7 +248,7 @@ def prune_model(
         raise UserError(f"prune.parameters: none of {cfg.parameters} exist on the targeted layers")
     if method.joint is not None and cfg.per_layer:
         raise UserError(f"prune.per_layer: not applicable to the global method '{cfg.method}'; remove it")
-    fractions = step_fractions(cfg.steps, schedule)
+    fractions = step_fractions(cfg.steps, cfg.schedule)
     done: dict[str, int] = {}
     for step, fraction in enumerate(fractions, start=1):
         if method.joint is not None:
@@ -260,7 +271,14 @@ def prune_model(
     for lname, module, pname in pairs:
         masks[f"{lname}.{pname}"] = getattr(module, f"{pname}_mask").detach().bool().clone()
         tprune.remove(module, pname)
-    return PruneResult(masks=masks, pruned_units=done)
+    if method.unit == "channel" and cfg.dim == 0:
+        # Removing a filter removes its BatchNorm channel too: mask it, so the pruned model
+        # computes exactly what the physically compacted one will (see compact.py).
+        from prunelab.compact import coupled_channel_masks
+
+        masks = coupled_channel_masks(model, masks)
+        apply_masks(model, masks)
+    return PruneResult(masks=masks, targeted=[f"{lname}.{pname}" for lname, _, pname in pairs])
 
 
 def apply_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> None:

@@ -5,15 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+import torch
 import typer
 from rich.table import Table
 
 from prunelab.commands import ParamsOption, console, done, single_command_app
 from prunelab.data import class_names, load_split
 from prunelab.errors import UserError
-from prunelab.io import load_checkpoint, load_state_into, write_json
-from prunelab.measure import accuracy_report, confusion_rows, sparsity_report
-from prunelab.models import build_model
+from prunelab.io import load_checkpoint, write_json
+from prunelab.measure import accuracy_report, confusion_rows, count_macs, file_bytes, latency, sparsity_report
+from prunelab.models import model_from_checkpoint
 from prunelab.params import load_params
 from prunelab.train import predict, resolve_device, resolve_precision
 
@@ -39,8 +40,7 @@ def main(
     results, confusions = {}, {}
     for name, path in named.items():
         ckpt = load_checkpoint(path)
-        net = build_model(ckpt.arch, ckpt.model_kwargs)
-        load_state_into(net, ckpt.state_dict, str(path))
+        net = model_from_checkpoint(ckpt, str(path))
         logits = predict(
             net,
             test.images,
@@ -56,14 +56,48 @@ def main(
             "sparsity": sparsity["sparsity"],
             "params": sparsity["params"],
             "params_nonzero": sparsity["params_nonzero"],
+            "macs": count_macs(net),
+            **file_bytes(str(path)),
+            **_latencies(net, cfg.evaluate.latency_batch_sizes, dtype, cfg.evaluate.latency_seconds),
             "per_class_acc": report["per_class_acc"],
         }
         confusions[name] = confusion_rows(logits, test.labels, classes)
-    write_json(metrics, results)
+    _add_speedups(results, cfg.evaluate.latency_batch_sizes)
+    write_json(
+        metrics,
+        {
+            **results,
+            "latency_setup": {
+                "device": "cpu",
+                "threads": torch.get_num_threads(),
+                "precision": str(dtype).removeprefix("torch."),
+            },
+        },
+    )
     for name, rows in confusions.items():
         write_json(plots / f"{name}.json", rows)
-    _print_table(results)
+    _print_table(results, cfg.evaluate.latency_batch_sizes)
     done("evaluated", metrics, plots)
+
+
+def _latencies(
+    net: torch.nn.Module, batch_sizes: list[int], dtype: torch.dtype, seconds: float
+) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for batch in batch_sizes:
+        timing = latency(net, batch, dtype, min_run_time=seconds)
+        out[f"latency_ms_b{batch}"] = timing["median_ms"]
+        out[f"latency_iqr_ms_b{batch}"] = timing["iqr_ms"]
+    return out
+
+
+def _add_speedups(results: dict[str, dict], batch_sizes: list[int]) -> None:
+    """Speed-up of every model against the baseline (else the first model), measured in this run."""
+    reference = results.get("baseline") or next(iter(results.values()))
+    for r in results.values():
+        for batch in batch_sizes:
+            key = f"latency_ms_b{batch}"
+            r[f"speedup_b{batch}"] = round(reference[key] / r[key], 3)
 
 
 def _parse_model_option(option: str) -> tuple[str, Path]:
@@ -73,15 +107,21 @@ def _parse_model_option(option: str) -> tuple[str, Path]:
     return name, Path(path)
 
 
-def _print_table(results: dict[str, dict]) -> None:
-    table = Table("model", "test acc", "sparsity", "params", "nonzero params", title="evaluate")
+def _print_table(results: dict[str, dict], batch_sizes: list[int]) -> None:
+    speed = [f"ms b{b} (×)" for b in batch_sizes]
+    table = Table(
+        "model", "test acc", "sparsity", "params", "nonzero", "MACs", "gzip bytes", *speed, title="evaluate"
+    )
     for name, r in results.items():
         table.add_row(
             name,
             f"{r['acc']:.4f}",
-            f"{r['sparsity']:.3f}",
+            f"{r['sparsity']:.4f}",
             f"{r['params']:,}",
             f"{r['params_nonzero']:,}",
+            f"{r['macs'] / 1e6:.1f} M",
+            f"{r['bytes_gzip']:,}",
+            *(f"{r[f'latency_ms_b{b}']:.2f} ({r[f'speedup_b{b}']:.2f})" for b in batch_sizes),
         )
     console.print(table)
 

@@ -10,9 +10,9 @@ import typer
 from prunelab.commands import ParamsOption, done, single_command_app
 from prunelab.data import Split, load_split, split_validation
 from prunelab.errors import UserError
-from prunelab.io import load_checkpoint, load_state_into, write_json
+from prunelab.io import load_checkpoint, write_json
 from prunelab.measure import sparsity_report
-from prunelab.models import build_model
+from prunelab.models import model_from_checkpoint
 from prunelab.params import check_amount, load_params
 from prunelab.prune import prune_model, resolve_method
 from prunelab.train import predict, resolve_device, resolve_precision
@@ -34,8 +34,7 @@ def main(
     resolve_method(method)
     prune_cfg = cfg.sweep.prune_params(cfg.prune, method, _parse_amount(amount))
     ckpt = load_checkpoint(model)
-    net = build_model(ckpt.arch, ckpt.model_kwargs)
-    load_state_into(net, ckpt.state_dict, str(model))
+    net = model_from_checkpoint(ckpt, str(model))
     result = prune_model(net, prune_cfg)
     _, val = split_validation(load_split(data, train=True), cfg.data.val_size, cfg.data.split_seed)
     if not len(val):
@@ -50,7 +49,6 @@ def main(
         device=device,
         dtype=resolve_precision(cfg.train.precision, device),
     )
-    targeted = sum(m.numel() for m in result.masks.values())
     sparsity = sparsity_report(net)
     write_json(
         out,
@@ -58,7 +56,7 @@ def main(
             "method": method,
             "amount": prune_cfg.amount,
             "val_acc": round((logits.argmax(1) == val.labels).float().mean().item(), 6),
-            "targeted_sparsity": round(sum(int((~m).sum()) for m in result.masks.values()) / targeted, 6),
+            "targeted_sparsity": result.targeted_sparsity,
             "sparsity": sparsity["sparsity"],
             "params_nonzero": sparsity["params_nonzero"],
             "params": sparsity["params"],

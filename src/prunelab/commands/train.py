@@ -12,7 +12,7 @@ import typer
 
 from prunelab.commands import ParamsOption, done, single_command_app
 from prunelab.data import load_split, split_validation
-from prunelab.io import Checkpoint, save_checkpoint, write_json
+from prunelab.io import Checkpoint, load_init_state, load_state_into, save_checkpoint, write_json
 from prunelab.models import build_model
 from prunelab.params import load_params
 from prunelab.train import EpochRecord, fit, resolve_device, resolve_precision
@@ -32,7 +32,8 @@ def main(
         ".prunelab/train.resume.pt"
     ),
 ) -> None:
-    """Train the baseline CNN; resumes from the last finished epoch if interrupted."""
+    """Train the baseline model (or start from train.init); resumes from the last finished
+    epoch if interrupted."""
     from dvclive import Live
 
     cfg = load_params(params)
@@ -41,6 +42,8 @@ def main(
     )
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg.model.arch, cfg.model.kwargs)
+    if cfg.train.init:
+        load_state_into(model, load_init_state(cfg.train.init), f"train.init {cfg.train.init}")
     fingerprint = hashlib.sha256(
         json.dumps(
             [cfg.model.model_dump(), cfg.train.model_dump(), cfg.data.model_dump()], sort_keys=True

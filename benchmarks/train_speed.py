@@ -1,0 +1,166 @@
+"""Training throughput of prunelab's loop against a tutorial-style loop, on this machine.
+
+Prints, from one run:
+  - images/s of prunelab's training step (in-memory uint8 data, batched crop/flip, channels_last,
+    bf16 autocast where supported) and of a PyTorch-tutorial-style loop (DataLoader, per-sample
+    PIL transforms, fp32) training the same model, and their ratio;
+  - the fraction of a measured matmul peak that prunelab's step reaches;
+  - time-to-accuracy of the last `dvc repro` (from dvclive/train and metrics/train.json), if present.
+
+    uv run python benchmarks/train_speed.py [--steps 20] [--batch-size 512] [--data data/cifar-10-batches-py]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+from rich.console import Console
+
+from prunelab.data import Split, load_split, normalize, random_crop_flip
+from prunelab.measure import count_macs
+from prunelab.models import build_model
+from prunelab.params import Params
+from prunelab.train import autocast, resolve_precision
+
+console = Console()
+
+
+def matmul_peak(dtype: torch.dtype, n: int = 2048, repeat: int = 10) -> float:
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b
+    start = time.perf_counter()
+    for _ in range(repeat):
+        a @ b
+    return 2 * n**3 * repeat / (time.perf_counter() - start) / 1e9
+
+
+def prunelab_step_rate(
+    model: torch.nn.Module, data: Split, batch: int, steps: int, dtype: torch.dtype
+) -> float:
+    model.train().to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True)
+    gen = torch.Generator().manual_seed(0)
+    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.2)
+
+    def step(i: int) -> None:
+        idx = torch.randint(0, len(data), (batch,), generator=gen)
+        x = normalize(random_crop_flip(data.images[idx], 4, gen))
+        with autocast(torch.device("cpu"), dtype):
+            loss = loss_fn(model(x).float(), data.labels[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    step(0)
+    start = time.perf_counter()
+    for i in range(steps):
+        step(i)
+    return batch * steps / (time.perf_counter() - start)
+
+
+def tutorial_step_rate(model: torch.nn.Module, data: Split, batch: int, steps: int) -> float:
+    import torchvision.transforms as T
+    from torch.utils.data import DataLoader, Dataset
+
+    transform = T.Compose(
+        [
+            T.ToPILImage(),
+            T.RandomCrop(32, padding=4),
+            T.RandomHorizontalFlip(),
+            T.ToTensor(),
+            T.Normalize((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+        ]
+    )
+
+    class Cifar(Dataset):
+        def __len__(self) -> int:
+            return len(data)
+
+        def __getitem__(self, i: int):
+            return transform(data.images[i]), data.labels[i]
+
+    loader = DataLoader(Cifar(), batch_size=batch, shuffle=True, num_workers=2)
+    model.train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    seen, start = 0, None
+    for i, (x, y) in enumerate(loader):
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if i == 0:
+            start = time.perf_counter()  # the first batch pays for worker start-up
+        else:
+            seen += len(y)
+        if i == steps:
+            break
+    return seen / (time.perf_counter() - start)
+
+
+def time_to_accuracy(live: Path, metrics: Path) -> None:
+    curve, summary = live / "plots/metrics/val/acc.tsv", metrics
+    if not (curve.is_file() and summary.is_file()):
+        console.print("time-to-accuracy: no dvclive/train curve here; run `dvc repro` on the real data first")
+        return
+    accs = [float(line.split("\t")[1]) for line in curve.read_text().splitlines()[1:]]
+    train = json.loads(summary.read_text())
+    per_epoch = train["seconds"] / max(1, len(accs))
+    console.print(
+        f"time-to-accuracy (last dvc repro, {train['device']}, {train['precision']}, {train['threads']} threads): "
+        + ", ".join(f"epoch {i + 1}: val {a:.4f} @ {per_epoch * (i + 1):.0f} s" for i, a in enumerate(accs))
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--data", type=Path, default=Path("data/cifar-10-batches-py"))
+    args = parser.parse_args()
+
+    defaults = Params()
+    if (args.data / "data_batch_1").is_file():
+        data = load_split(args.data, train=True)
+    else:
+        console.print(
+            f"{args.data} not found: timing on random images (throughput does not depend on content)"
+        )
+        data = Split(
+            torch.randint(0, 256, (10_000, 3, 32, 32), dtype=torch.uint8), torch.randint(0, 10, (10_000,))
+        )
+    dtype = resolve_precision("auto", torch.device("cpu"))
+    torch.manual_seed(0)
+    model = build_model(defaults.model.arch, defaults.model.kwargs)
+    train_flops_per_image = 6 * count_macs(model)  # forward + backward ≈ 3 × forward, 2 FLOPs per MAC
+
+    ours = prunelab_step_rate(model, data, args.batch_size, args.steps, dtype)
+    torch.manual_seed(0)
+    tutorial = tutorial_step_rate(
+        build_model(defaults.model.arch, defaults.model.kwargs), data, args.batch_size, args.steps
+    )
+    peak = matmul_peak(dtype)
+    achieved = ours * train_flops_per_image / 1e9
+    name = str(dtype).removeprefix("torch.")
+    console.print(
+        f"threads: {torch.get_num_threads()}, precision: {name}, batch {args.batch_size}, {args.steps} steps each"
+    )
+    console.print(f"prunelab training step: {ours:,.0f} images/s ({achieved:,.0f} GFLOP/s)")
+    console.print(
+        f"tutorial-style loop (DataLoader, per-sample PIL transforms, fp32): {tutorial:,.0f} images/s"
+    )
+    console.print(f"ratio: {ours / tutorial:.2f}×")
+    console.print(
+        f"{name} matmul peak measured: {peak:,.0f} GFLOP/s → training step reaches {achieved / peak:.0%} of it"
+    )
+    time_to_accuracy(Path("dvclive/train"), Path("metrics/train.json"))
+    console.print(
+        f"reproduce: uv run python benchmarks/train_speed.py --steps {args.steps} --batch-size {args.batch_size}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""Physically smaller models: remove whole pruned channels with Torch-Pruning's DepGraph.
+
+A conv filter is not removed alone: its BatchNorm channel and the next layer's input channels go
+with it, and coupled layers (residual additions) must all agree. `coupled_channel_masks` extends
+a structured pruning's masks to those coupled parameters, so that the *masked* model already
+computes what the compact model will. Otherwise the removed channel's BN bias would still feed
+the next layer, and compaction would change the outputs (the classic bug). `compact` then
+removes the channels, and `max_output_difference` checks the two agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+import torch_pruning as tp
+from torch import nn
+
+from prunelab.errors import UserError
+from prunelab.models import prunable_layers
+
+
+def _graph(model: nn.Module) -> tp.DependencyGraph:
+    model.eval()
+    example = torch.zeros(1, 3, 32, 32)
+    try:
+        return tp.DependencyGraph().build_dependency(model, example_inputs=example, verbose=False)
+    except Exception as exc:  # a user model Torch-Pruning cannot trace
+        raise UserError(
+            f"compact: cannot trace the model's channel dependencies ({type(exc).__name__}: {exc})"
+        ) from None
+
+
+def _zero_out_channels(weight: torch.Tensor) -> list[int]:
+    return (weight.detach().flatten(1) == 0).all(1).nonzero().flatten().tolist()
+
+
+def _removable(
+    model: nn.Module, graph: tp.DependencyGraph
+) -> Iterator[tuple[str, nn.Module, list[int], tp.Group]]:
+    """Convs with whole zero output channels, restricted to channels zero in every coupled conv.
+
+    Lazy: the caller may prune each group before the next is looked for. The classifier's
+    outputs are classes and are never removed."""
+    layers = prunable_layers(model)
+    handled: set[nn.Module] = set()  # convs already pruned as part of an earlier coupled group
+    for name, module in layers.items():
+        if not isinstance(module, nn.Conv2d) or module in handled:
+            continue
+        idxs = _zero_out_channels(module.weight)
+        if not idxs:
+            continue
+        group = graph.get_pruning_group(module, tp.prune_conv_out_channels, idxs)
+        # A channel is removable only if every coupled conv (e.g. both sides of a residual
+        # addition) has it zero; coupled indices are listed position by position.
+        keep = [True] * len(idxs)
+        for dep, dep_idxs in group:
+            target = dep.target.module
+            if dep.handler == tp.prune_conv_out_channels and target is not module:
+                zero = set(_zero_out_channels(target.weight))
+                keep = [k and int(j) in zero for k, j in zip(keep, dep_idxs, strict=True)]
+        kept = [i for i, k in zip(idxs, keep, strict=True) if k]
+        if kept:
+            group = graph.get_pruning_group(module, tp.prune_conv_out_channels, kept)
+            handled |= {dep.target.module for dep, _ in group if dep.handler == tp.prune_conv_out_channels}
+            yield name, module, kept, group
+
+
+def coupled_channel_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Masks for the BatchNorm (and conv bias) channels coupled to pruned output filters."""
+    params = {p: n for n, p in model.named_parameters()}
+    extra: dict[str, torch.Tensor] = {}
+    graph = _graph(model)
+    for _, _, _, group in _removable(model, graph):
+        for dep, dep_idxs in group:
+            target = dep.target.module
+            if dep.handler == tp.prune_batchnorm_out_channels and target.affine:
+                for param in (target.weight, target.bias):
+                    name = params[param]
+                    mask = extra.get(name, torch.ones_like(param, dtype=torch.bool))
+                    mask[list(dep_idxs)] = False
+                    extra[name] = mask
+            elif dep.handler == tp.prune_conv_out_channels and target.bias is not None:
+                name = params[target.bias]
+                mask = extra.get(name, torch.ones_like(target.bias, dtype=torch.bool))
+                mask[list(dep_idxs)] = False
+                extra[name] = mask
+    return {**extra, **masks}
+
+
+def compact(model: nn.Module) -> dict[str, list[int]]:
+    """Remove every removable zero channel in place; returns {layer: removed output channels},
+    which `rebuild_compact` replays on a fresh model."""
+    graph = _graph(model)
+    removed: dict[str, list[int]] = {}
+    for name, _, idxs, group in _removable(model, graph):
+        if graph.check_pruning_group(group):
+            group.prune()
+            removed[name] = idxs
+    return removed
+
+
+def rebuild_compact(model: nn.Module, removed: dict[str, list[int]]) -> nn.Module:
+    """Give a freshly built dense model the compact shapes recorded by `compact`."""
+    graph = _graph(model)
+    layers = prunable_layers(model)
+    for name, idxs in removed.items():
+        graph.get_pruning_group(layers[name], tp.prune_conv_out_channels, idxs).prune()
+    return model
+
+
+@torch.no_grad()
+def max_output_difference(a: nn.Module, b: nn.Module, images: torch.Tensor) -> float:
+    from prunelab.data import normalize
+
+    a.eval(), b.eval()
+    x = normalize(images).contiguous()
+    return (a(x) - b(x)).abs().max().item()

@@ -1,0 +1,136 @@
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from prunelab.commands import compact as compact_cmd
+from prunelab.compact import compact, max_output_difference
+from prunelab.io import Checkpoint, load_checkpoint, save_checkpoint
+from prunelab.models import build_model, model_from_checkpoint
+from prunelab.params import PruneParams
+from prunelab.prune import prune_model
+from tests.conftest import write_params
+
+IMAGES = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8)
+
+
+def _trained_like(arch: str, kwargs: dict) -> torch.nn.Module:
+    """A model whose BatchNorms hold non-trivial statistics and biases, as after training."""
+    torch.manual_seed(0)
+    model = build_model(arch, kwargs).eval()
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-1, 1)
+            module.running_var.uniform_(0.5, 2)
+            module.bias.data.uniform_(-1, 1)
+    return model
+
+
+@pytest.mark.parametrize(
+    ("arch", "kwargs"),
+    [("cnn", {"widths": [16, 32], "stem": 8}), ("resnet20", {"width": 8})],
+    ids=["cnn", "resnet20"],
+)
+@pytest.mark.parametrize(
+    "method", ["ln_structured", "random_structured", "prunelab.examples.fpgm:GeometricMedianStructured"]
+)
+def test_compact_model_equals_masked_model(arch: str, kwargs: dict, method: str) -> None:
+    masked = _trained_like(arch, kwargs)
+    prune_model(masked, PruneParams(method=method, amount=0.5, targets=["Conv2d"]))
+    small = copy.deepcopy(masked)
+    removed = compact(small)
+    assert removed, "structured pruning left whole channels to remove"
+    assert sum(p.numel() for p in small.parameters()) < sum(p.numel() for p in masked.parameters())
+    assert max_output_difference(masked, small, IMAGES) < 1e-4
+
+
+def test_seed_experiment_removes_conv1_filters_exactly() -> None:
+    masked = _trained_like("cnn", {"widths": [16, 32], "stem": 10})
+    prune_model(masked, PruneParams())
+    small = copy.deepcopy(masked)
+    assert {k: len(v) for k, v in compact(small).items()} == {"conv1": 4}
+    assert small.conv1.out_channels == 6 and small.conv2.in_channels == 6 and small.bn1.num_features == 6
+    assert max_output_difference(masked, small, IMAGES) < 1e-4
+
+
+def test_unstructured_pruning_removes_nothing() -> None:
+    masked = _trained_like("cnn", {"widths": [16, 32], "stem": 8})
+    prune_model(masked, PruneParams(method="l1_unstructured", amount=0.5, targets=["all"]))
+    assert compact(copy.deepcopy(masked)) == {}
+
+
+def _pruned_checkpoint(tmp_path: Path, couple: bool = True) -> Path:
+    kwargs = {"widths": [16, 32], "stem": 8}
+    model = _trained_like("cnn", kwargs)
+    result = prune_model(model, PruneParams(method="ln_structured", amount=0.5, targets=["Conv2d"]))
+    if not couple:  # what another tool's filter pruning leaves: BN biases of removed channels
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.bias.data.uniform_(-1, 1)
+    path = tmp_path / "finetuned.pt"
+    save_checkpoint(path, Checkpoint("cnn", kwargs, model.state_dict(), result.masks))
+    return path
+
+
+def test_compact_stage_writes_a_loadable_smaller_model_and_onnx(tmp_path: Path, data_dir: Path) -> None:
+    import onnxruntime
+
+    source = _pruned_checkpoint(tmp_path)
+    args = [
+        "--params",
+        str(write_params(tmp_path / "params.yaml")),
+        "--model",
+        str(source),
+        "--data",
+        str(data_dir),
+        "--out",
+        str(tmp_path / "compact.pt"),
+        "--onnx",
+        str(tmp_path / "compact.onnx"),
+        "--metrics",
+        str(tmp_path / "c.json"),
+    ]
+    result = CliRunner().invoke(compact_cmd.app, args)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "c.json").read_text())
+    assert (
+        metrics["params_compact"] < metrics["params_dense"]
+        and metrics["macs_compact"] < metrics["macs_dense"]
+    )
+    dense = model_from_checkpoint(load_checkpoint(source), "dense").eval()
+    small = model_from_checkpoint(load_checkpoint(tmp_path / "compact.pt"), "compact").eval()
+    assert max_output_difference(dense, small, IMAGES) < 1e-4
+    x = torch.randn(3, 3, 32, 32)
+    session = onnxruntime.InferenceSession(str(tmp_path / "compact.onnx"))
+    onnx_out = session.run(None, {"images": x.numpy()})[0]
+    np.testing.assert_allclose(onnx_out, small(x).detach().numpy(), atol=1e-4)
+    dense_onnx = tmp_path / "dense.onnx"
+    compact_cmd.export_onnx(dense, dense_onnx)
+    assert metrics["onnx_bytes"] < dense_onnx.stat().st_size
+
+
+def test_compact_stage_fails_loudly_when_outputs_would_change(tmp_path: Path, data_dir: Path) -> None:
+    source = _pruned_checkpoint(tmp_path, couple=False)
+    args = [
+        "--params",
+        str(write_params(tmp_path / "params.yaml")),
+        "--model",
+        str(source),
+        "--data",
+        str(data_dir),
+        "--out",
+        str(tmp_path / "compact.pt"),
+        "--onnx",
+        str(tmp_path / "compact.onnx"),
+        "--metrics",
+        str(tmp_path / "c.json"),
+    ]
+    result = CliRunner().invoke(compact_cmd.app, args)
+    assert result.exit_code == 2 and "differ from the masked model" in result.output
+    assert not (tmp_path / "compact.pt").exists() and not (tmp_path / "c.json").exists()
