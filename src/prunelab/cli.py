@@ -11,13 +11,14 @@ from prunelab.commands import (
     finetune,
     prune,
     report,
+    sensitivity,
     sweep,
     train,
     user_errors_exit,
 )
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None, no_args_is_help=True, help=__doc__)
-for module in (fetch, train, prune, finetune, compact, evaluate, sweep, report):
+for module in (fetch, train, prune, finetune, compact, evaluate, sweep, report, sensitivity):
     app.command(module.__name__.rsplit(".", 1)[-1], help=module.main.__doc__)(user_errors_exit(module.main))
 
 if __name__ == "__main__":

@@ -116,3 +116,28 @@ def max_output_difference(a: nn.Module, b: nn.Module, images: torch.Tensor) -> f
     a.eval(), b.eval()
     x = normalize(images).contiguous()
     return (a(x) - b(x)).abs().max().item()
+
+
+def coupled_conv_groups(model: nn.Module) -> list[list[str]]:
+    """Conv layers whose output channels are tied together (by residual additions), as groups
+    of layer names; an uncoupled conv is a group of one."""
+    graph = _graph(model)
+    layers = {name: m for name, m in prunable_layers(model).items() if isinstance(m, nn.Conv2d)}
+    names = {m: name for name, m in layers.items()}
+    group_of: dict[str, set[str]] = {}
+    for name, module in layers.items():
+        members = {name} | {
+            names[dep.target.module]
+            for dep, _ in graph.get_pruning_group(module, tp.prune_conv_out_channels, [0])
+            if dep.handler == tp.prune_conv_out_channels and dep.target.module in names
+        }
+        merged = set().union(members, *(group_of.get(n, set()) for n in members))
+        for n in merged:
+            group_of[n] = merged
+    seen, groups = set(), []
+    for name in layers:
+        if name not in seen:
+            group = [n for n in layers if n in group_of[name]]
+            seen |= set(group)
+            groups.append(group)
+    return groups

@@ -95,7 +95,9 @@ class PruneParams(Section):
     targets: Annotated[list[str], Field(min_length=1)] = Field(default_factory=lambda: ["conv1"])
     """Layer names, layer types (Conv2d, Linear) or 'all'."""
     exclude: list[str] = Field(default_factory=list)
-    per_layer: dict[str, Amount] = Field(default_factory=dict)
+    per_layer: dict[str, Amount] | Literal["from_sensitivity"] = Field(default_factory=dict)
+    """{layer: amount} overrides, or 'from_sensitivity': the amounts the sensitivity stage
+    derived for prune.method (then only those layers are pruned)."""
     parameters: Annotated[list[Literal["weight", "bias"]], Field(min_length=1)] = Field(
         default_factory=lambda: ["weight"]
     )
@@ -165,6 +167,28 @@ class EvaluateParams(Section):
     """Minimum measuring time per model and batch size (torch.utils.benchmark)."""
 
 
+class SensitivityParams(Section):
+    methods: Annotated[list[str], Field(min_length=1)] = Field(
+        default_factory=lambda: ["ln_structured", "l1_unstructured"]
+    )
+    amounts: Annotated[list[Fraction], Field(min_length=1)] = Field(default_factory=lambda: [0.25, 0.5, 0.75])
+    budget: Fraction = 0.01
+    """Largest validation-accuracy loss a layer may cost at its derived amount (0.01 = 1 point)."""
+    val_images: Annotated[int, Field(ge=0)] = 2500
+
+    @field_validator("methods")
+    @classmethod
+    def _methods_exist(cls, value: list[str]) -> list[str]:
+        from prunelab.prune import resolve_method
+
+        for name in value:
+            if resolve_method(name).joint is not None:
+                raise ValueError(
+                    f"'{name}' prunes all layers jointly; per-layer sensitivity needs a per-layer method"
+                )
+        return value
+
+
 class SweepParams(Section):
     methods: Annotated[list[str], Field(min_length=1)] = Field(
         default_factory=lambda: [
@@ -220,6 +244,7 @@ class Params(Section):
     compact: CompactParams = Field(default_factory=CompactParams)
     evaluate: EvaluateParams = Field(default_factory=EvaluateParams)
     sweep: SweepParams = Field(default_factory=SweepParams)
+    sensitivity: SensitivityParams = Field(default_factory=SensitivityParams)
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
@@ -242,10 +267,20 @@ def parse_params(raw: dict[str, Any], source: str = "params") -> Params:
     try:
         return Params.model_validate(raw)
     except ValidationError as exc:
-        lines = [_describe(error) for error in exc.errors()]
-        raise UserError(f"{source}: " + "; ".join(lines)) from None
+        # A union (e.g. per_layer: mapping or 'from_sensitivity') reports one error per branch;
+        # the first branch is the one users mean, so keep one message per key.
+        lines = {}
+        for error in exc.errors():
+            error["loc"] = tuple(part for part in error["loc"] if not _is_branch_tag(part))
+            lines.setdefault(error["loc"][:2], _describe(error))
+        raise UserError(f"{source}: " + "; ".join(lines.values())) from None
     except UserError as exc:  # raised by a validator that resolves a plugin
         raise UserError(f"{source}: {exc.message}") from None
+
+
+def _is_branch_tag(part: object) -> bool:
+    """pydantic names union branches in error locations, e.g. 'literal['from_sensitivity']'."""
+    return isinstance(part, str) and ("[" in part or "(" in part or part in {"int", "float", "str", "bool"})
 
 
 def _describe(error: dict[str, Any]) -> str:

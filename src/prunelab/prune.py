@@ -173,7 +173,7 @@ def select_targets(model: nn.Module, cfg: PruneParams) -> dict[str, nn.Module]:
 
     chosen = {name for entry in cfg.targets for name in expand(entry, "prune.targets")}
     chosen -= {name for entry in cfg.exclude for name in expand(entry, "prune.exclude")}
-    for name in cfg.per_layer:
+    for name in cfg.per_layer if isinstance(cfg.per_layer, dict) else {}:
         if name not in chosen:
             raise UserError(
                 f"prune.per_layer: '{name}' is not among the targeted layers ({', '.join(sorted(chosen)) or 'none'})"
@@ -236,6 +236,10 @@ def prune_model(
     `between_steps(k)` runs after step k < steps, with the masks still active (for fine-tuning
     between the steps of gradual pruning).
     """
+    if isinstance(cfg.per_layer, str):
+        raise UserError(
+            "prune.per_layer = from_sensitivity must be resolved against metrics/sensitivity.json first"
+        )
     method = resolve_method(cfg.method)
     layers = select_targets(model, cfg)
     pairs = [

@@ -7,15 +7,18 @@ seeded per epoch, so an interrupted run resumed from its last epoch ends bit-ide
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import nn
 
 from prunelab.data import Split, normalize, random_crop_flip
@@ -55,6 +58,25 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype:
 
 def autocast(device: torch.device, dtype: torch.dtype) -> torch.autocast:
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == torch.bfloat16)
+
+
+@contextlib.contextmanager
+def channels_last(model: nn.Module, device: torch.device) -> Iterator[nn.Module]:
+    """Run `model` on `device` in channels_last (fast convs on CPU and GPU), then give it back
+    in the layout it came in: pruning code flattens weights with .view(), which needs it."""
+    weights = [p for p in model.parameters() if p.dim() == 4]
+    was_channels_last = (
+        bool(weights)
+        and weights[0].is_contiguous(memory_format=torch.channels_last)
+        and not weights[0].is_contiguous()
+    )
+    model.to(device).to(memory_format=torch.channels_last)
+    try:
+        yield model
+    finally:
+        model.to("cpu").to(
+            memory_format=torch.channels_last if was_channels_last else torch.contiguous_format
+        )
 
 
 @dataclass
@@ -130,12 +152,25 @@ def fit(
     With `resume_file`, state is saved after every epoch and a matching file (same
     `fingerprint`) is resumed from, then removed once training completes.
     """
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     device = resolve_device(cfg.device)
     dtype = resolve_precision(cfg.precision, device)
-    model.to(device).to(memory_format=torch.channels_last)
+    with channels_last(model, device):
+        return _fit(model, train, cfg, device, dtype, val, masks, resume_file, fingerprint, on_epoch, label)
+
+
+def _fit(
+    model: nn.Module,
+    train: Split,
+    cfg: TrainParams,
+    device: torch.device,
+    dtype: torch.dtype,
+    val: Split | None,
+    masks: dict[str, torch.Tensor] | None,
+    resume_file: Path | None,
+    fingerprint: str,
+    on_epoch: Callable[[EpochRecord], None] | None,
+    label: str,
+) -> list[EpochRecord]:
     optimizer = make_optimizer(model, cfg)
     keeper = MaskKeeper(model, masks) if masks else None
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
@@ -227,7 +262,6 @@ def fit(
                     torch.save(state, tmp)
             if on_epoch:
                 on_epoch(record)
-    model.to("cpu").to(memory_format=torch.contiguous_format)
     if resume_file is not None:
         resume_file.unlink(missing_ok=True)
     return history
@@ -246,15 +280,15 @@ def predict(
     """Logits (float32, on CPU) for uint8 images; with `tta`, averaged with the flipped image."""
     device = device or next(model.parameters()).device
     was_training = model.training
-    model.eval().to(device).to(memory_format=torch.channels_last)
     chunks = []
-    for start in range(0, len(images), batch_size):
-        x = normalize(images[start : start + batch_size].to(device))
-        with autocast(device, dtype):
-            logits = model(x).float()
-            if tta:
-                logits = (logits + model(x.flip(-1)).float()) / 2
-        chunks.append(logits.cpu())
+    with channels_last(model.eval(), device):
+        for start in range(0, len(images), batch_size):
+            x = normalize(images[start : start + batch_size].to(device))
+            with autocast(device, dtype):
+                logits = model(x).float()
+                if tta:
+                    logits = (logits + model(x.flip(-1)).float()) / 2
+            chunks.append(logits.cpu())
     model.train(was_training)
     return torch.cat(chunks) if chunks else torch.empty(0, 10)
 

@@ -9,10 +9,11 @@ import typer
 
 from prunelab.commands import ParamsOption, done, single_command_app
 from prunelab.data import load_split, split_validation
-from prunelab.io import Checkpoint, load_checkpoint, save_checkpoint, write_json
+from prunelab.errors import UserError
+from prunelab.io import Checkpoint, load_checkpoint, read_json, save_checkpoint, write_json
 from prunelab.measure import sparsity_report
 from prunelab.models import model_from_checkpoint
-from prunelab.params import load_params
+from prunelab.params import PruneParams, load_params
 from prunelab.prune import prune_model
 from prunelab.train import fit
 
@@ -25,10 +26,16 @@ def main(
     ),
     out: Annotated[Path, typer.Option(help="pruned checkpoint to write")] = Path("models/pruned.pt"),
     metrics: Annotated[Path, typer.Option(help="metrics JSON to write")] = Path("metrics/prune.json"),
+    sensitivity: Annotated[
+        Path, typer.Option(help="sensitivity metrics (prune.per_layer: from_sensitivity)")
+    ] = Path("metrics/sensitivity.json"),
 ) -> None:
     """Prune the model (one-shot or gradually); the saved weights have the pruning made permanent
     and the masks recorded."""
     cfg = load_params(params)
+    prune_cfg = cfg.prune
+    if prune_cfg.per_layer == "from_sensitivity":
+        prune_cfg = with_derived_amounts(prune_cfg, read_json(sensitivity))
     ckpt = load_checkpoint(model)
     net = model_from_checkpoint(ckpt, str(model))
     before = sparsity_report(net)
@@ -51,7 +58,7 @@ def main(
                 label=f"step {step}/{cfg.prune.steps} fine-tune",
             )
 
-    result = prune_model(net, cfg.prune, between_steps=between_steps)
+    result = prune_model(net, prune_cfg, between_steps=between_steps)
     after = sparsity_report(net)
     save_checkpoint(
         out,
@@ -60,7 +67,7 @@ def main(
             model_kwargs=ckpt.model_kwargs,
             state_dict=net.state_dict(),
             masks=result.masks,
-            meta={**ckpt.meta, "stage": "prune", "prune": cfg.prune.model_dump()},
+            meta={**ckpt.meta, "stage": "prune", "prune": prune_cfg.model_dump()},
         ),
     )
     write_json(
@@ -79,6 +86,22 @@ def main(
         },
     )
     done(f"pruned with {cfg.prune.method} (amount {cfg.prune.amount}, {cfg.prune.schedule})", out, metrics)
+
+
+def with_derived_amounts(cfg: PruneParams, sensitivity: dict) -> PruneParams:
+    """prune.per_layer: from_sensitivity → the derived amounts of prune.method, on those layers."""
+    methods = sensitivity.get("methods", {})
+    if cfg.method not in methods:
+        raise UserError(
+            f"prune.per_layer = from_sensitivity: no sensitivity results for prune.method '{cfg.method}' "
+            f"(analysed: {', '.join(methods) or 'none'}); add it to sensitivity.methods"
+        )
+    per_layer = {k: v for k, v in methods[cfg.method]["derived"]["per_layer"].items() if v > 0}
+    if not per_layer:
+        raise UserError(
+            "prune.per_layer = from_sensitivity: no layer stays within sensitivity.budget at any amount"
+        )
+    return cfg.model_copy(update={"per_layer": per_layer, "targets": list(per_layer), "exclude": []})
 
 
 app = single_command_app(main)
