@@ -14,6 +14,7 @@ from prunelab.io import Checkpoint, load_checkpoint, save_checkpoint, write_json
 from prunelab.measure import sparsity_report
 from prunelab.models import model_from_checkpoint
 from prunelab.params import load_params
+from prunelab.tracking import dvclive_epochs
 from prunelab.train import EpochRecord, fit
 
 
@@ -31,8 +32,6 @@ def main(
 ) -> None:
     """Fine-tune the pruned model for finetune.epochs (0 passes it through unchanged). Pruned
     weights stay exactly zero: gradients, momentum and weights are masked after every step."""
-    from dvclive import Live
-
     cfg = load_params(params)
     ckpt = load_checkpoint(model)
     net = model_from_checkpoint(ckpt, str(model))
@@ -41,20 +40,11 @@ def main(
         raise UserError(f"{model}: masks name parameters the model lacks: {', '.join(unknown)}")
     before = sparsity_report(net)
     history: list[EpochRecord] = []
-    with Live(str(live), dvcyaml=False, save_dvc_exp=False, report=None) as logger:
+    with dvclive_epochs(live) as log:
         if cfg.finetune.epochs > 0:
             train_split, val_split = split_validation(
                 load_split(data, train=True), cfg.data.val_size, cfg.data.split_seed
             )
-
-            def log(record: EpochRecord) -> None:
-                logger.log_metric("train/loss", record.train_loss)
-                logger.log_metric("train/acc", record.train_acc)
-                if record.val_acc is not None:
-                    logger.log_metric("val/loss", record.val_loss)
-                    logger.log_metric("val/acc", record.val_acc)
-                logger.next_step()
-
             history = fit(
                 net,
                 train_split,

@@ -11,8 +11,7 @@ import typer
 from torch import nn
 
 from prunelab.commands import ParamsOption, console, done, single_command_app
-from prunelab.data import Split, load_split, split_validation
-from prunelab.errors import UserError
+from prunelab.data import validation_images
 from prunelab.io import load_checkpoint, write_json, write_text
 from prunelab.models import model_from_checkpoint
 from prunelab.params import load_params
@@ -38,11 +37,7 @@ def main(
     derive per-layer amounts within sensitivity.budget."""
     cfg = load_params(params)
     net = model_from_checkpoint(load_checkpoint(model), str(model)).eval()
-    _, val = split_validation(load_split(data, train=True), cfg.data.val_size, cfg.data.split_seed)
-    if not len(val):
-        raise UserError("data.val_size = 0: sensitivity scores on the validation split; set it > 0")
-    if cfg.sensitivity.val_images:
-        val = Split(val.images[: cfg.sensitivity.val_images], val.labels[: cfg.sensitivity.val_images])
+    val = validation_images(data, cfg.data.val_size, cfg.data.split_seed, cfg.sensitivity.val_images)
     device = resolve_device(cfg.train.device)
     dtype = resolve_precision(cfg.train.precision, device)
 

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from prunelab.commands import ParamsOption, done, single_command_app
-from prunelab.data import Split, load_split, split_validation
+from prunelab.data import validation_images
 from prunelab.errors import UserError
 from prunelab.io import load_checkpoint, write_json
 from prunelab.measure import sparsity_report
@@ -36,11 +36,7 @@ def main(
     ckpt = load_checkpoint(model)
     net = model_from_checkpoint(ckpt, str(model))
     result = prune_model(net, prune_cfg)
-    _, val = split_validation(load_split(data, train=True), cfg.data.val_size, cfg.data.split_seed)
-    if not len(val):
-        raise UserError("data.val_size = 0: the sweep scores on the validation split; set it > 0")
-    if cfg.sweep.val_images:
-        val = Split(val.images[: cfg.sweep.val_images], val.labels[: cfg.sweep.val_images])
+    val = validation_images(data, cfg.data.val_size, cfg.data.split_seed, cfg.sweep.val_images)
     device = resolve_device(cfg.train.device)
     logits = predict(
         net,

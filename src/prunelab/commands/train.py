@@ -15,7 +15,8 @@ from prunelab.data import load_split, split_validation
 from prunelab.io import Checkpoint, load_init_state, load_state_into, save_checkpoint, write_json
 from prunelab.models import build_model
 from prunelab.params import load_params
-from prunelab.train import EpochRecord, fit, resolve_device, resolve_precision
+from prunelab.tracking import dvclive_epochs
+from prunelab.train import fit, resolve_device, resolve_precision
 
 
 def main(
@@ -34,8 +35,6 @@ def main(
 ) -> None:
     """Train the baseline model (or start from train.init); resumes from the last finished
     epoch if interrupted."""
-    from dvclive import Live
-
     cfg = load_params(params)
     train_split, val_split = split_validation(
         load_split(data, train=True), cfg.data.val_size, cfg.data.split_seed
@@ -50,17 +49,7 @@ def main(
         ).encode()
     ).hexdigest()
 
-    with Live(str(live), dvcyaml=False, save_dvc_exp=False, report=None) as logger:
-
-        def log(record: EpochRecord) -> None:
-            logger.log_metric("train/loss", record.train_loss)
-            logger.log_metric("train/acc", record.train_acc)
-            if record.val_acc is not None:
-                logger.log_metric("val/loss", record.val_loss)
-                logger.log_metric("val/acc", record.val_acc)
-            logger.log_metric("lr", record.lr)
-            logger.next_step()
-
+    with dvclive_epochs(live) as log:
         history = fit(
             model,
             train_split,
