@@ -203,6 +203,21 @@ def test_queued_grid_runs_in_parallel(project: tuple[Path, dict[str, str]]) -> N
     for method in ("l1_unstructured", "random_unstructured"):
         for amount in ("0.3", "0.6"):
             assert (method, amount) in grid, grid
+    # the same experiment run alone, in the workspace, gives the same numbers as in the queue
+    queued = next(
+        r
+        for r in rows
+        if (r["prune.method"], r["prune.amount"]) == ("random_unstructured", "0.6") and r["Experiment"]
+    )
+    dvc(root, env, "exp", "run", "-S", "prune.method=random_unstructured", "-S", "prune.amount=0.6")
+    alone = json.loads((root / "metrics/evaluate.json").read_text())
+    assert float(queued["metrics/evaluate.json:pruned.acc"]) == pytest.approx(
+        alone["pruned"]["acc"], abs=1e-9
+    )
+    assert (
+        float(queued["metrics/prune.json:params_nonzero"])
+        == json.loads((root / "metrics/prune.json").read_text())["params_nonzero"]
+    )
 
 
 def _fingerprint(root: Path) -> dict[str, str]:
