@@ -113,7 +113,8 @@ def rebuild_compact(model: nn.Module, removed: dict[str, list[int]]) -> nn.Modul
 def max_output_difference(a: nn.Module, b: nn.Module, images: torch.Tensor) -> float:
     from prunelab.data import normalize
 
-    a.eval(), b.eval()
+    a.eval()
+    b.eval()
     x = normalize(images).contiguous()
     return (a(x) - b(x)).abs().max().item()
 

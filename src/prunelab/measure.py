@@ -73,20 +73,20 @@ def latency(model: nn.Module, batch: int, dtype: torch.dtype, min_run_time: floa
     """Forward-pass time on this machine's CPU, by torch.utils.benchmark: median and spread."""
     from torch.utils import benchmark
 
-    from prunelab.train import autocast
+    from prunelab.train import autocast, channels_last
 
-    model.eval().to(memory_format=torch.channels_last)
     x = torch.randn(batch, 3, 32, 32).contiguous(memory_format=torch.channels_last)
 
     def forward() -> None:
         with torch.no_grad(), autocast(torch.device("cpu"), dtype):
             model(x)
 
-    forward()  # warm-up: oneDNN picks its kernels on the first call
-    timer = benchmark.Timer(
-        stmt="forward()", globals={"forward": forward}, num_threads=torch.get_num_threads()
-    )
-    measurement = timer.blocked_autorange(min_run_time=min_run_time)
+    with channels_last(model.eval(), torch.device("cpu")):
+        forward()  # warm-up: oneDNN picks its kernels on the first call
+        timer = benchmark.Timer(
+            stmt="forward()", globals={"forward": forward}, num_threads=torch.get_num_threads()
+        )
+        measurement = timer.blocked_autorange(min_run_time=min_run_time)
     return {"median_ms": round(measurement.median * 1e3, 3), "iqr_ms": round(measurement.iqr * 1e3, 3)}
 
 

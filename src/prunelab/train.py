@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
 
 import torch
 from rich.console import Console
@@ -22,6 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import nn
 
 from prunelab.data import Split, normalize, random_crop_flip
+from prunelab.errors import UserError
 from prunelab.io import atomic_path, torch_load
 from prunelab.params import TrainParams
 
@@ -39,8 +39,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        from prunelab.errors import UserError
-
         raise UserError("train.device = 'cuda': no CUDA device here; use 'auto' or 'cpu'")
     return torch.device(name)
 
@@ -291,7 +289,3 @@ def predict(
             chunks.append(logits.cpu())
     model.train(was_training)
     return torch.cat(chunks) if chunks else torch.empty(0, 10)
-
-
-def history_as_dicts(history: list[EpochRecord]) -> list[dict[str, Any]]:
-    return [asdict(r) for r in history]
