@@ -1,10 +1,13 @@
 """How much smaller and faster does structured pruning make the default CNN, once compacted?
 
-For each amount, L1-structured pruning of every conv's filters, then physical compaction; params,
-MACs and CPU latency at batch 1 and 128 are measured side by side in this one run, against the
-dense model. Latency depends on shapes, not on weight values, so no training is needed.
+For each amount (and each MACs-reduction target, whose amount prune searches), L1-structured
+pruning of every conv's filters, kept channel counts rounded to each --round-to, then physical
+compaction; params, MACs and CPU latency at batch 1 and 128 are measured side by side in this one
+run, against the dense model. Latency depends on shapes, not on weight values, so no training is
+needed.
 
-    uv run python benchmarks/compact_speed.py [--amounts 0.25 0.3 0.5] [--seconds 2]
+    uv run python benchmarks/compact_speed.py [--amounts 0.25 0.3 0.5] [--macs-reductions 0.5]
+                                              [--round-to 1 16] [--seconds 2]
 """
 
 from __future__ import annotations
@@ -20,13 +23,15 @@ from prunelab.compact import compact
 from prunelab.measure import count_macs, latency
 from prunelab.models import build_model
 from prunelab.params import Params, PruneParams
-from prunelab.prune import prune_model
+from prunelab.prune import amount_for_macs_reduction, prune_model
 from prunelab.train import resolve_precision
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[1])
-    parser.add_argument("--amounts", type=float, nargs="+", default=[0.0, 0.25, 0.3, 0.4, 0.5, 0.6, 0.75])
+    parser.add_argument("--amounts", type=float, nargs="*", default=[0.25, 0.3, 0.5, 0.75])
+    parser.add_argument("--macs-reductions", type=float, nargs="*", default=[0.5])
+    parser.add_argument("--round-to", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--seconds", type=float, default=2.0, help="minimum measuring time per point")
     args = parser.parse_args()
 
@@ -35,6 +40,8 @@ def main() -> None:
     torch.manual_seed(0)
     dense = build_model(defaults.model.arch, defaults.model.kwargs).eval()
     table = Table(
+        "target",
+        "round_to",
         "amount",
         "params",
         "MACs",
@@ -47,10 +54,23 @@ def main() -> None:
     )
     reference: dict[int, float] = {}
     dense_macs = count_macs(dense)
-    for amount in args.amounts:
+    points = [("dense", 1, None, 0.0)]
+    for round_to in args.round_to:
+        points += [(f"amount {a:g}", round_to, None, a) for a in args.amounts if a > 0]
+        points += [(f"MACs −{r:.0%}", round_to, r, 0.0) for r in args.macs_reductions]
+    for label, round_to, reduction, amount in points:
         model = copy.deepcopy(dense)
-        if amount > 0:
-            prune_model(model, PruneParams(method="ln_structured", amount=amount, targets=["Conv2d"]))
+        if label != "dense":
+            cfg = PruneParams(
+                method="ln_structured",
+                amount=amount,
+                targets=["Conv2d"],
+                round_to=round_to,
+                macs_reduction=reduction,
+            )
+            if reduction is not None:
+                amount = amount_for_macs_reduction(model, cfg)
+            prune_model(model, cfg.model_copy(update={"amount": amount, "macs_reduction": None}))
             compact(model)
         macs = count_macs(model)
         cells = []
@@ -62,7 +82,9 @@ def main() -> None:
                 f"{reference[batch] / timing['median_ms']:.2f}",
             ]
         table.add_row(
-            f"{amount:g}",
+            label,
+            str(round_to),
+            f"{amount:.4g}",
             f"{sum(p.numel() for p in model.parameters()):,}",
             f"{macs / 1e6:.1f} M",
             f"{dense_macs / macs:.2f}",
@@ -71,7 +93,9 @@ def main() -> None:
     Console().print(table)
     Console().print(
         "reproduce: uv run python benchmarks/compact_speed.py "
-        + " ".join(f"--amounts {' '.join(map(str, args.amounts))} --seconds {args.seconds}".split())
+        + f"--amounts {' '.join(map(str, args.amounts))} "
+        + f"--macs-reductions {' '.join(map(str, args.macs_reductions))} "
+        + f"--round-to {' '.join(map(str, args.round_to))} --seconds {args.seconds}"
     )
 
 

@@ -48,7 +48,7 @@ def prunelab_step_rate(
 
     def step(i: int) -> None:
         idx = torch.randint(0, len(data), (batch,), generator=gen)
-        x = normalize(random_crop_flip(data.images[idx], 4, gen))
+        x = normalize(random_crop_flip(data.images[idx], Params().train.translate, gen))
         with autocast(torch.device("cpu"), dtype):
             loss = loss_fn(model(x).float(), data.labels[idx])
         opt.zero_grad(set_to_none=True)

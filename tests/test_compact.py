@@ -134,3 +134,48 @@ def test_compact_stage_fails_loudly_when_outputs_would_change(tmp_path: Path, da
     result = CliRunner().invoke(compact_cmd.app, args)
     assert result.exit_code == 2 and "differ from the masked model" in result.output
     assert not (tmp_path / "compact.pt").exists() and not (tmp_path / "c.json").exists()
+
+
+def test_prune_stage_reaches_a_macs_target_and_compact_confirms_it(tmp_path: Path, data_dir: Path) -> None:
+    from prunelab.commands import prune as prune_cmd
+
+    kwargs = {"widths": [16, 32], "stem": 8}
+    baseline = tmp_path / "baseline.pt"
+    save_checkpoint(baseline, Checkpoint("cnn", kwargs, _trained_like("cnn", kwargs).state_dict()))
+    params = write_params(
+        tmp_path / "params.yaml",
+        {"model": {"arch": "cnn", "kwargs": kwargs}, "prune": {"targets": ["Conv2d"], "macs_reduction": 0.5}},
+    )
+    common = ["--params", str(params), "--data", str(data_dir)]
+    result = CliRunner().invoke(
+        prune_cmd.app,
+        [
+            *common,
+            "--model",
+            str(baseline),
+            "--out",
+            str(tmp_path / "p.pt"),
+            "--metrics",
+            str(tmp_path / "p.json"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    pruned = json.loads((tmp_path / "p.json").read_text())
+    assert 0 < pruned["amount"] < 0.9 and pruned["macs_reduction"] >= 0.5
+    result = CliRunner().invoke(
+        compact_cmd.app,
+        [
+            *common,
+            "--model",
+            str(tmp_path / "p.pt"),
+            "--out",
+            str(tmp_path / "c.pt"),
+            "--onnx",
+            str(tmp_path / "c.onnx"),
+            "--metrics",
+            str(tmp_path / "c.json"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    compacted = json.loads((tmp_path / "c.json").read_text())
+    assert compacted["macs_compact"] == pruned["macs_compact"] <= 0.5 * compacted["macs_dense"]

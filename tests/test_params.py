@@ -60,3 +60,15 @@ def test_partial_params_get_defaults() -> None:
     params = parse_params({"prune": {"amount": 3}})
     assert params.prune.amount == 3 and isinstance(params.prune.amount, int)
     assert params.prune.method == "ln_structured"
+
+
+def test_readme_documents_every_param() -> None:
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("## Parameters") :]
+    missing = [
+        f"{section}.{key}"
+        for section, info in Params.model_fields.items()
+        for key in info.annotation.model_fields
+        if f"`{section}.{key}`" not in table
+    ]
+    assert not missing, f"README.md's Parameters table lacks {missing}"

@@ -10,7 +10,7 @@ from prunelab.models import build_model
 from prunelab.params import PruneParams
 from prunelab.prune import METHODS, prune_model, select_targets
 
-TINY_CNN = {"widths": [8, 16], "stem": 8}
+TINY_CNN = {"widths": [8, 16], "stem": 8, "identity_init": False}  # dense random weights: counts are exact
 
 
 def make() -> nn.Module:
@@ -271,3 +271,81 @@ def test_oneshot_with_several_steps_is_refused() -> None:
 
     with pytest.raises(UserError, match=r"prune\.steps = 3 needs prune\.schedule iterative or agp"):
         parse_params({"prune": {"steps": 3}})
+
+
+@pytest.mark.parametrize("method", ["random_unstructured", "random_structured"])
+def test_random_masks_follow_prune_seed_and_leave_the_global_generator_alone(method: str) -> None:
+    def masks(seed: int) -> torch.Tensor:
+        return prune_model(make(), PruneParams(method=method, amount=0.5, seed=seed)).masks["conv1.weight"]
+
+    first, again, other = masks(0), masks(0), masks(1)
+    assert torch.equal(first, again) and not torch.equal(first, other)
+    model = make()
+    torch.manual_seed(123)
+    state = torch.random.get_rng_state()
+    prune_model(model, PruneParams(method=method, amount=0.5, seed=7))
+    assert torch.equal(torch.random.get_rng_state(), state)
+
+
+def test_stochastic_flag_marks_the_seed_dependent_methods() -> None:
+    assert METHODS["random_unstructured"].stochastic(PruneParams())
+    assert not METHODS["ln_structured"].stochastic(PruneParams())
+    assert METHODS["global_unstructured"].stochastic(PruneParams(criterion="random"))
+    assert not METHODS["global_unstructured"].stochastic(PruneParams(criterion="l1"))
+
+
+def test_round_to_keeps_multiples_of_channels() -> None:
+    torch.manual_seed(0)
+    model = build_model("cnn", {"widths": [64, 128], "stem": 32})
+    cfg = PruneParams(amount=0.3, targets=["Conv2d"], round_to=16)
+    result = prune_model(model, cfg)
+    for name in ("conv1", "conv2", "conv3", "conv4", "conv5"):
+        kept = int(result.masks[f"{name}.weight"].flatten(1).any(1).sum())
+        total = getattr(model, name).out_channels
+        assert kept % 16 == 0 and abs(kept - 0.7 * total) <= 8, (name, kept)
+    with pytest.raises(ValueError, match=r"prune\.round_to"):
+        PruneParams(method="l1_unstructured", round_to=8)
+
+
+def test_macs_reduction_finds_the_smallest_amount_that_reaches_it() -> None:
+    from prunelab.compact import compact
+    from prunelab.measure import count_macs
+    from prunelab.prune import amount_for_macs_reduction
+
+    torch.manual_seed(0)
+    model = build_model("cnn", {"widths": [32, 64], "stem": 16})
+    dense = count_macs(model)
+    cfg = PruneParams(targets=["Conv2d"], macs_reduction=0.5)
+    amount = amount_for_macs_reduction(model, cfg)
+
+    def macs_at(value: float) -> int:
+        trial = build_model("cnn", {"widths": [32, 64], "stem": 16})
+        trial.load_state_dict(model.state_dict())
+        prune_model(trial, cfg.model_copy(update={"amount": value, "macs_reduction": None}))
+        compact(trial)
+        return count_macs(trial)
+
+    assert macs_at(amount) <= 0.5 * dense < macs_at(amount - 1 / 1024)
+    assert count_macs(model) == dense  # the search pruned copies only
+
+
+@pytest.mark.parametrize(
+    ("cfg", "message"),
+    [
+        ({"method": "l1_unstructured", "macs_reduction": 0.5}, "structured method along dim 0"),
+        ({"dim": 1, "macs_reduction": 0.5}, "structured method along dim 0"),
+        ({"macs_reduction": 0.5, "per_layer": {"conv1": 0.2}}, "remove prune.per_layer"),
+        ({"macs_reduction": 1.0}, "macs_reduction"),
+    ],
+)
+def test_bad_macs_reduction_names_the_param(cfg: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        PruneParams(**cfg)
+
+
+def test_unreachable_macs_reduction_says_what_is_reachable() -> None:
+    from prunelab.prune import amount_for_macs_reduction
+
+    cfg = PruneParams(targets=["conv1"], macs_reduction=0.9)  # conv1's filters alone cannot
+    with pytest.raises(UserError, match=r"prune\.macs_reduction = 0\.9: even amount 0\.9"):
+        amount_for_macs_reduction(make(), cfg)

@@ -33,7 +33,7 @@ def test_structured_units_skip_the_classifier_unstructured_ones_do_not() -> None
 
 def test_curves_derivation_and_uniform_comparison() -> None:
     torch.manual_seed(0)
-    model = build_model("cnn", {"widths": [8, 16], "stem": 8})
+    model = build_model("cnn", {"widths": [8, 16], "stem": 8, "identity_init": False})  # dense weights
     curves = layer_curves(model, PruneParams(), "l1_unstructured", [0.25, 0.5], _score_by_zeros)
     assert set(curves) == {"conv1", "conv2", "conv3", "conv4", "conv5", "fc"}
     assert all(c["0.25"] > c["0.5"] for c in curves.values())

@@ -16,7 +16,7 @@ CFG = TrainParams(epochs=2, batch_size=64, lr=0.05, precision="fp32")
 
 def _model() -> torch.nn.Module:
     torch.manual_seed(0)
-    return build_model("cnn", {"widths": [8, 16], "stem": 8})
+    return build_model("cnn", {"widths": [8, 16], "stem": 8, "identity_init": False})  # exact zero counts
 
 
 def test_augmentation_crops_and_flips_whole_batches() -> None:
@@ -28,6 +28,14 @@ def test_augmentation_crops_and_flips_whole_batches() -> None:
     shifted = random_crop_flip(images, pad=4, generator=torch.Generator().manual_seed(1))
     assert shifted.shape == images.shape and shifted.dtype == torch.uint8
     assert not torch.equal(shifted, images)
+
+
+def test_given_flips_replace_the_coin_toss() -> None:
+    images = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8)
+    flips = torch.tensor([True, False] * 4)
+    out = random_crop_flip(images, 0, torch.Generator().manual_seed(0), flips)
+    for o, i, f in zip(out, images, flips, strict=True):
+        assert torch.equal(o, i.flip(-1) if f else i)
 
 
 def test_lr_schedule_warms_up_then_decays_to_zero() -> None:

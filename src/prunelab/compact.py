@@ -43,11 +43,15 @@ def _removable(
     Lazy: the caller may prune each group before the next is looked for. The classifier's
     outputs are classes and are never removed."""
     layers = prunable_layers(model)
+    # Zero filters as pruned, read before anything is removed: removing a layer's inputs can
+    # leave a later filter all-zero (one that only read those inputs, as identity-initialised
+    # filters do) whose BatchNorm bias still feeds the next layer; it is not pruned.
+    zero = {m: _zero_out_channels(m.weight) for m in layers.values() if isinstance(m, nn.Conv2d)}
     handled: set[nn.Module] = set()  # convs already pruned as part of an earlier coupled group
     for name, module in layers.items():
         if not isinstance(module, nn.Conv2d) or module in handled:
             continue
-        idxs = _zero_out_channels(module.weight)
+        idxs = zero[module]
         if not idxs:
             continue
         group = graph.get_pruning_group(module, tp.prune_conv_out_channels, idxs)
@@ -57,8 +61,8 @@ def _removable(
         for dep, dep_idxs in group:
             target = dep.target.module
             if dep.handler == tp.prune_conv_out_channels and target is not module:
-                zero = set(_zero_out_channels(target.weight))
-                keep = [k and int(j) in zero for k, j in zip(keep, dep_idxs, strict=True)]
+                coupled_zero = set(zero[target])
+                keep = [k and int(j) in coupled_zero for k, j in zip(keep, dep_idxs, strict=True)]
         kept = [i for i, k in zip(idxs, keep, strict=True) if k]
         if kept:
             group = graph.get_pruning_group(module, tp.prune_conv_out_channels, kept)

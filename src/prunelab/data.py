@@ -101,13 +101,17 @@ def normalize(images: torch.Tensor) -> torch.Tensor:
     return out.contiguous(memory_format=torch.channels_last)
 
 
-def random_crop_flip(images: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
-    """Random crop with reflect padding and horizontal flip, for a whole uint8 batch at once."""
+def random_crop_flip(
+    images: torch.Tensor, pad: int, generator: torch.Generator, flip: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Random crop with reflect padding and horizontal flip, for a whole uint8 batch at once;
+    `flip` (bool per image) replaces the coin toss."""
     n, _, h, w = images.shape
-    padded = torch.nn.functional.pad(images.float(), (pad,) * 4, mode="reflect")
+    padded = torch.nn.functional.pad(images.float(), (pad,) * 4, mode="reflect") if pad else images.float()
     dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
     dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
-    flip = torch.rand(n, generator=generator) < 0.5
+    if flip is None:
+        flip = torch.rand(n, generator=generator) < 0.5
     rows = (dy[:, None] + torch.arange(h))[:, None, :, None]  # n×1×h×1
     cols = dx[:, None] + torch.arange(w)
     cols = torch.where(flip[:, None], cols.flip(1), cols)[:, None, None, :]  # n×1×1×w

@@ -58,11 +58,14 @@ def cnn(
     stem: int = 32,
     convs_per_block: int = 2,
     num_classes: int = 10,
+    identity_init: bool = True,
 ) -> nn.Sequential:
     """VGG-style net in the spirit of airbench: a stem conv, then per width a block of
     conv → max-pool → BN → GELU followed by (convs_per_block − 1) × conv → BN → GELU;
     global average pool and a linear classifier. Layers are named conv1…convN, fc, so targets read
-    like the seed notebook ("conv1")."""
+    like the seed notebook ("conv1"). With `identity_init`, each conv after the stem starts with
+    its first c_in filters as the identity (airbench's dirac init): a deep net that begins close
+    to a shallow one trains faster in few epochs."""
     if not widths or any(w <= 0 for w in widths) or stem <= 0 or convs_per_block < 1:
         raise UserError(
             f"model.kwargs: widths {list(widths)}, stem {stem} and convs_per_block "
@@ -87,6 +90,10 @@ def cnn(
         for _ in range(convs_per_block - 1):
             conv_bn(width, width, pool=False)
         channels = width
+    if identity_init:
+        for layer in list(layers.values())[1:]:
+            if isinstance(layer, nn.Conv2d) and layer.out_channels >= layer.in_channels:
+                nn.init.dirac_(layer.weight.data[: layer.in_channels])
     layers["gpool"] = nn.AdaptiveAvgPool2d(1)  # an unscaled global max-pool diverges at high LR
     layers["flatten"] = nn.Flatten()
     layers["fc"] = nn.Linear(channels, num_classes)

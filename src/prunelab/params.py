@@ -71,8 +71,22 @@ class TrainParams(Section):
     nesterov: bool = True
     weight_decay: Annotated[float, Field(ge=0)] = 5e-4
     label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.2
+    translate: Annotated[int, Field(ge=0, le=8)] = 2
+    """Random-crop augmentation: shift by up to this many pixels (reflect padding). Short
+    schedules learn faster with less (airbench uses 2); 4 is the classic long-schedule value."""
+    alternating_flip: bool = True
+    """Flip each image in every other epoch (a random half in epoch 1, the other half in epoch
+    2, …) instead of tossing a coin each time: every image is seen both ways (airbench)."""
     warmup: Fraction = 0.2
     """Fraction of steps over which the LR ramps up linearly; it then decays linearly to 0."""
+    whiten: bool = True
+    """Initialise the first conv as a patch-whitening filter bank of the training images
+    (airbench): its filters are the principal directions of k×k patches, each with its negation,
+    scaled to unit variance. Only for training from scratch; needs out_channels even and
+    ≤ 2·in_channels·k². The filters stay trainable (and prunable)."""
+    val_every: Annotated[int, Field(ge=0)] = 4
+    """Score the validation split after every n-th epoch and after the last (0: the last only).
+    A pass costs ~3 s here, 4 % of an epoch: the 10-minute budget keeps it to two."""
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     seed: int = 0
@@ -88,6 +102,15 @@ class PruneParams(Section):
     amount: Amount = 0.4
     """Final fraction (0..1) of targeted weights — of channels for structured methods — that
     are pruned, relative to the dense model; an int is an absolute count."""
+    macs_reduction: Annotated[float, Field(gt=0, lt=1)] | None = None
+    """Instead of `amount`: remove at least this fraction of the model's MACs (0.5 halves
+    them). prune finds the smallest uniform amount whose compacted model gets there; needs a
+    structured (channel) method along dim 0."""
+    round_to: Annotated[int, Field(ge=1)] = 1
+    """Structured methods: keep a multiple of this many channels per layer (at least one
+    multiple), e.g. 8 or 16 for the blocked conv kernels of oneDNN and tensor cores."""
+    seed: int = 0
+    """Seed of the random methods (random_unstructured, random_structured, criterion random)."""
     n: float | int | Literal["inf", "-inf", "fro", "nuc"] = 1
     dim: int = 0
     criterion: Literal["l1", "random"] = "l1"
@@ -126,6 +149,27 @@ class PruneParams(Section):
             )
         return self
 
+    @model_validator(mode="after")
+    def _structured_only(self) -> PruneParams:
+        from prunelab.prune import resolve_method
+
+        structured = resolve_method(self.method).unit == "channel"
+        if self.round_to > 1 and not structured:
+            raise ValueError(
+                f"prune.round_to = {self.round_to} applies to structured (channel) methods, not "
+                f"'{self.method}'; set it to 1"
+            )
+        if self.macs_reduction is not None:
+            if not structured or self.dim != 0:
+                raise ValueError(
+                    f"prune.macs_reduction needs a structured method along dim 0 (ln_structured, "
+                    f"random_structured, …); got method '{self.method}', dim {self.dim}. Use "
+                    "prune.amount for unstructured pruning: zeros in dense tensors save no MACs"
+                )
+            if isinstance(self.per_layer, str) or self.per_layer:
+                raise ValueError("prune.macs_reduction sets one uniform amount; remove prune.per_layer")
+        return self
+
     @property
     def norm(self) -> float | str:
         return math.inf if self.n == "inf" else -math.inf if self.n == "-inf" else self.n
@@ -158,8 +202,16 @@ class CompactParams(Section):
 
 class EvaluateParams(Section):
     batch_size: Annotated[int, Field(gt=0)] = 1000
-    tta: bool = True
-    """Average the logits of each image and its horizontal flip."""
+    tta: Literal["none", "flip", "flip_translate"] = "flip_translate"
+    """Test-time augmentation: none; flip averages each image with its mirror; flip_translate
+    also averages the mirrored pair shifted by one pixel up-left and down-right (6 passes)."""
+
+    @field_validator("tta", mode="before")
+    @classmethod
+    def _tta_bool(cls, value: Any) -> Any:
+        # true/false were the values before the modes existed.
+        return {True: "flip", False: "none"}.get(value, value) if isinstance(value, bool) else value
+
     latency_batch_sizes: Annotated[list[Annotated[int, Field(gt=0)]], Field(min_length=1)] = Field(
         default_factory=lambda: [1, 128]
     )
@@ -209,6 +261,9 @@ class SweepParams(Section):
     """Score each point on the first N images of the validation split (0 = all of it). Every
     point sees the same images, so comparisons are paired; cost per point is one torch import
     plus N forward passes, so lower N as the model grows."""
+    seeds: Annotated[list[int], Field(min_length=1)] = Field(default_factory=lambda: [0, 1, 2])
+    """prune.seed values: a method whose masks depend on the seed (random ones, plugins) is
+    scored once per seed and reported as mean ± std; deterministic ones run once."""
 
     @field_validator("methods")
     @classmethod
@@ -219,12 +274,16 @@ class SweepParams(Section):
             resolve_method(name)
         return value
 
-    def prune_params(self, base: PruneParams, method: str, amount: float | int) -> PruneParams:
-        """The prune settings of one sweep point: one-shot, uniform over the sweep's targets."""
+    def prune_params(self, base: PruneParams, method: str, amount: float | int, seed: int = 0) -> PruneParams:
+        """The prune settings of one sweep point: one-shot, uniform over the sweep's targets,
+        at exactly `amount`."""
         return base.model_copy(
             update={
                 "method": method,
                 "amount": amount,
+                "macs_reduction": None,
+                "round_to": 1,
+                "seed": seed,
                 "targets": self.targets,
                 "exclude": self.exclude,
                 "per_layer": {},

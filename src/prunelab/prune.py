@@ -8,6 +8,7 @@ otherwise compound fractional amounts step after step).
 
 from __future__ import annotations
 
+import copy
 import difflib
 import inspect
 from collections.abc import Callable
@@ -38,6 +39,8 @@ class PruningMethod:
     joint: GlobalPrune | None = None
     """Prunes `count` more units across all targeted tensors at once (global methods)."""
     summary: str = ""
+    stochastic: Callable[[PruneParams], bool] = lambda p: False
+    """Whether the result depends on prune.seed (sweeps then repeat it over sweep.seeds)."""
 
 
 METHODS: dict[str, PruningMethod] = {}
@@ -60,6 +63,7 @@ for _method in (
         "weight",
         lambda m, n, c, p: tprune.random_unstructured(m, n, amount=c),
         summary="random weights",
+        stochastic=lambda p: True,
     ),
     PruningMethod(
         "l1_unstructured",
@@ -72,6 +76,7 @@ for _method in (
         "channel",
         lambda m, n, c, p: tprune.random_structured(m, n, amount=c, dim=p.dim),
         summary="random channels along prune.dim",
+        stochastic=lambda p: True,
     ),
     PruningMethod(
         "ln_structured",
@@ -91,6 +96,7 @@ for _method in (
             amount=c,
         ),
         summary="smallest |w| (or random, prune.criterion) across all targets together",
+        stochastic=lambda p: p.criterion == "random",
     ),
 ):
     register_method(_method)
@@ -125,7 +131,13 @@ def method_from_plugin(name: str, obj: object) -> PruningMethod:
             obj.apply(module, pname, amount=count, **extra, **p.options)
 
         unit: Unit = "channel" if kind == "structured" else "weight"
-        return PruningMethod(name, unit, apply_class, summary=(obj.__doc__ or "").strip().split("\n")[0])
+        return PruningMethod(
+            name,
+            unit,
+            apply_class,
+            summary=(obj.__doc__ or "").strip().split("\n")[0],
+            stochastic=lambda p: True,  # unknown: repeating a deterministic one costs little
+        )
     if inspect.isfunction(obj) or (callable(obj) and not inspect.isclass(obj)):
         params = list(inspect.signature(obj).parameters)
         if len(params) < 3:
@@ -139,6 +151,7 @@ def method_from_plugin(name: str, obj: object) -> PruningMethod:
             unit,
             lambda m, n, c, p: obj(m, n, c, **p.options),
             summary=(obj.__doc__ or "").strip().split("\n")[0],
+            stochastic=lambda p: True,
         )
     raise UserError(
         f"prune.method: {name} is neither a torch.nn.utils.prune.BasePruningMethod subclass nor a "
@@ -201,12 +214,18 @@ def units_of(tensor: torch.Tensor, unit: Unit, dim: int) -> int:
     return tensor.shape[dim]
 
 
-def final_count(amount: float | int, total: int, key: str) -> int:
+def final_count(amount: float | int, total: int, key: str, round_to: int = 1) -> int:
+    """Units to prune; with `round_to` > 1 the units kept are rounded to a multiple of it."""
     if isinstance(amount, int):
         if amount > total:
             raise UserError(f"{key} = {amount}: more than the {total} units that can be pruned")
-        return amount
-    return round(amount * total)
+        count = amount
+    else:
+        count = round(amount * total)
+    if round_to > 1 and total > round_to:
+        kept = min(total, max(round_to, round((total - count) / round_to) * round_to))
+        count = total - kept
+    return count
 
 
 @dataclass
@@ -254,23 +273,28 @@ def prune_model(
         raise UserError(f"prune.per_layer: not applicable to the global method '{cfg.method}'; remove it")
     fractions = step_fractions(cfg.steps, cfg.schedule)
     done: dict[str, int] = {}
-    for step, fraction in enumerate(fractions, start=1):
-        if method.joint is not None:
-            total = sum(getattr(m, p).numel() for _, m, p in pairs)
-            target = round(fraction * final_count(cfg.amount, total, "prune.amount"))
-            method.joint([(m, p) for _, m, p in pairs], target - done.get("*", 0), cfg)
-            done["*"] = target
-        else:
-            for lname, module, pname in pairs:
-                key = f"{lname}.{pname}"
-                amount = cfg.per_layer.get(lname, cfg.amount)
-                total = units_of(getattr(module, pname), method.unit, cfg.dim)
-                amount_key = f"prune.per_layer.{lname}" if lname in cfg.per_layer else "prune.amount"
-                target = round(fraction * final_count(amount, total, amount_key))
-                method.local(module, pname, target - done.get(key, 0), cfg)
-                done[key] = target
-        if between_steps is not None and step < len(fractions):
-            between_steps(step)
+    # torch's random methods draw from the global generator: seed it from prune.seed (and
+    # restore it after), so a random mask depends on the params alone.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        for step, fraction in enumerate(fractions, start=1):
+            if method.joint is not None:
+                total = sum(getattr(m, p).numel() for _, m, p in pairs)
+                target = round(fraction * final_count(cfg.amount, total, "prune.amount"))
+                method.joint([(m, p) for _, m, p in pairs], target - done.get("*", 0), cfg)
+                done["*"] = target
+            else:
+                for lname, module, pname in pairs:
+                    key = f"{lname}.{pname}"
+                    amount = cfg.per_layer.get(lname, cfg.amount)
+                    total = units_of(getattr(module, pname), method.unit, cfg.dim)
+                    amount_key = f"prune.per_layer.{lname}" if lname in cfg.per_layer else "prune.amount"
+                    round_to = cfg.round_to if method.unit == "channel" else 1
+                    target = round(fraction * final_count(amount, total, amount_key, round_to))
+                    method.local(module, pname, target - done.get(key, 0), cfg)
+                    done[key] = target
+            if between_steps is not None and step < len(fractions):
+                between_steps(step)
     masks: dict[str, torch.Tensor] = {}
     for lname, module, pname in pairs:
         masks[f"{lname}.{pname}"] = getattr(module, f"{pname}_mask").detach().bool().clone()
@@ -290,3 +314,36 @@ def apply_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> None:
     with torch.no_grad():
         for name, mask in masks.items():
             params[name].mul_(mask.to(params[name].dtype))
+
+
+def amount_for_macs_reduction(model: nn.Module, cfg: PruneParams) -> float:
+    """The smallest uniform amount (to 1/1024) at which `model`, pruned as `cfg` says and
+    compacted, keeps at most (1 − cfg.macs_reduction) of its MACs. MACs fall as the amount
+    grows (per-layer counts only grow), so bisection finds it."""
+    from prunelab.compact import compact
+    from prunelab.measure import count_macs
+
+    if cfg.macs_reduction is None:
+        raise ValueError("cfg.macs_reduction is not set")
+    dense = count_macs(model)
+    goal = dense * (1 - cfg.macs_reduction)
+    oneshot = cfg.model_copy(
+        update={"macs_reduction": None, "schedule": "oneshot", "steps": 1, "finetune_between": 0}
+    )
+
+    def macs_at(amount: float) -> int:
+        trial = copy.deepcopy(model)
+        prune_model(trial, oneshot.model_copy(update={"amount": amount}))
+        compact(trial)
+        return count_macs(trial)
+
+    lo, hi = 0.0, 0.9  # beyond 0.9 small layers lose every channel
+    if (reached := macs_at(hi)) > goal:
+        raise UserError(
+            f"prune.macs_reduction = {cfg.macs_reduction}: even amount {hi} on prune.targets "
+            f"removes only {1 - reached / dense:.1%} of the MACs; target more layers or ask for less"
+        )
+    while hi - lo > 1 / 1024:
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if macs_at(mid) <= goal else (mid, hi)
+    return hi

@@ -11,7 +11,8 @@ from prunelab.io import atomic_path
 def sweep_table_markdown(
     points: list[dict[str, Any]], amounts: list[float | int], dense_acc: float | None
 ) -> str:
-    """Rows: methods; columns: amounts; cells: validation accuracy (targeted sparsity)."""
+    """Rows: methods; columns: amounts; cells: validation accuracy, ± its std over seeds for
+    seed-dependent methods (targeted sparsity)."""
     methods = list(dict.fromkeys(p["method"] for p in points))
     by_key = {(p["method"], p["amount"]): p for p in points}
     header = "| method | " + " | ".join(str(a) for a in amounts) + " |"
@@ -20,14 +21,29 @@ def sweep_table_markdown(
         cells = []
         for amount in amounts:
             p = by_key.get((method, amount))
-            cells.append(f"{p['val_acc']:.4f} ({p['targeted_sparsity']:.2f})" if p else "–")
+            cells.append(f"{_accuracy(p)} ({p['targeted_sparsity']:.2f})" if p else "–")
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     dense = f"Dense baseline: {dense_acc:.4f}. " if dense_acc is not None else ""
+    seeds = max((len(p.get("val_acc_by_seed", {})) for p in points), default=1)
+    repeated = (
+        f"Methods whose masks depend on the seed (random ones) show mean ± std over {seeds} seeds "
+        "(sweep.seeds); the random methods are the sanity floor a criterion must beat. "
+        if seeds > 1
+        else ""
+    )
     return (
         "# Pruning methods compared\n\n"
         f"Validation accuracy after one-shot pruning without fine-tuning (in brackets: the "
-        f"fraction of targeted weights that are zero, counted). {dense}\n\n" + "\n".join(lines) + "\n"
+        f"fraction of targeted weights that are zero, counted). {dense}{repeated}\n\n"
+        + "\n".join(lines)
+        + "\n"
     )
+
+
+def _accuracy(point: dict[str, Any]) -> str:
+    if len(point.get("val_acc_by_seed", {})) > 1:
+        return f"{point['val_acc']:.4f} ± {point['val_acc_std']:.4f}"
+    return f"{point['val_acc']:.4f}"
 
 
 def plot_rows(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -37,6 +53,7 @@ def plot_rows(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "amount": p["amount"],
             "sparsity": p["targeted_sparsity"],
             "val_acc": p["val_acc"],
+            "val_acc_std": p.get("val_acc_std", 0.0),
         }
         for p in points
     ]
@@ -51,15 +68,20 @@ def save_sweep_png(points: list[dict[str, Any]], dense_acc: float | None, path: 
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     for method in dict.fromkeys(p["method"] for p in points):
         mine = sorted((p for p in points if p["method"] == method), key=lambda p: p["targeted_sparsity"])
-        ax.plot(
-            [p["targeted_sparsity"] for p in mine], [p["val_acc"] for p in mine], marker="o", label=method
+        ax.errorbar(
+            [p["targeted_sparsity"] for p in mine],
+            [p["val_acc"] for p in mine],
+            yerr=[p.get("val_acc_std", 0.0) for p in mine],
+            marker="o",
+            capsize=3,
+            label=method,
         )
     if dense_acc is not None:
         ax.axhline(dense_acc, color="black", linestyle="--", linewidth=1, label="dense baseline")
     ax.axhline(0.1, color="grey", linestyle=":", linewidth=1, label="chance")
     ax.set_xlabel("sparsity of the targeted weights")
     ax.set_ylabel("validation accuracy")
-    ax.set_title("Accuracy vs sparsity, one-shot pruning, no fine-tuning")
+    ax.set_title("Accuracy vs sparsity, one-shot pruning, no fine-tuning (bars: std over seeds)")
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

@@ -196,6 +196,8 @@ def _fit(
     ]
     console = Console()
     # Without a terminal (dvc repro, CI logs) bars never redraw: print a line per epoch instead.
+    # Alternating flip: one fixed coin per image for the run, inverted every other epoch.
+    first_flips = torch.rand(len(train), generator=torch.Generator().manual_seed(cfg.seed)) < 0.5
     with Progress(*columns, console=console, disable=not console.is_terminal) as progress:
         for epoch in range(start_epoch, cfg.epochs):
             task = progress.add_task(
@@ -208,7 +210,8 @@ def _fit(
             loss_sum, correct, seen = 0.0, 0, 0
             for i in range(steps_per_epoch):
                 idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
-                images = random_crop_flip(train.images[idx], pad=4, generator=generator)
+                flips = first_flips[idx] ^ bool(epoch % 2) if cfg.alternating_flip else None
+                images = random_crop_flip(train.images[idx], cfg.translate, generator, flips)
                 x = normalize(images.to(device, non_blocking=True))
                 y = train.labels[idx].to(device, non_blocking=True)
                 lr = lr_at(epoch * steps_per_epoch + i, total_steps, cfg.lr, cfg.warmup)
@@ -229,7 +232,9 @@ def _fit(
                 seen += len(y)
                 progress.update(task, advance=1, stats=f"loss {loss_sum / seen:.3f}")
             val_loss = val_acc = None
-            if val is not None and len(val):
+            last = epoch + 1 == cfg.epochs
+            scheduled = cfg.val_every > 0 and (epoch + 1) % cfg.val_every == 0
+            if val is not None and len(val) and (last or scheduled):
                 logits = predict(model, val.images, batch_size=1000, device=device, dtype=dtype)
                 val_loss = nn.functional.cross_entropy(logits, val.labels).item()
                 val_acc = (logits.argmax(1) == val.labels).float().mean().item()
@@ -266,6 +271,38 @@ def _fit(
 
 
 @torch.no_grad()
+def whiten_first_conv(model: nn.Module, images: torch.Tensor, eps: float = 5e-4) -> None:
+    """airbench's whitening init of the first conv from (up to 5,000) uint8 training images."""
+    conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    if conv is None:
+        raise UserError("train.whiten: the model has no Conv2d; set train.whiten: false")
+    c, (kh, kw) = conv.in_channels, conv.kernel_size
+    dims = c * kh * kw
+    if conv.groups != 1 or conv.out_channels % 2 or conv.out_channels > 2 * dims or images.shape[1] != c:
+        raise UserError(
+            f"train.whiten: the first conv ({c}→{conv.out_channels}, {kh}×{kw}) needs an even "
+            f"out_channels ≤ {2 * dims} and {c}-channel input images; set train.whiten: false"
+        )
+    x = normalize(images[:5000]).float()
+    patches = x.unfold(2, kh, 1).unfold(3, kw, 1).permute(0, 2, 3, 1, 4, 5).reshape(-1, dims)
+    eigenvalues, eigenvectors = torch.linalg.eigh((patches.T @ patches).double() / len(patches))
+    keep = conv.out_channels // 2
+    top = eigenvectors.T.flip(0)[:keep] / (eigenvalues.flip(0)[:keep, None] + eps).sqrt()
+    filters = top.reshape(keep, c, kh, kw).to(conv.weight.dtype)
+    conv.weight.data.copy_(torch.cat([filters, -filters]))
+    if conv.bias is not None:
+        conv.bias.data.zero_()
+
+
+def translate(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """Shift a batch by (dy, dx) pixels, filling the border by reflection."""
+    pad = max(abs(dy), abs(dx))
+    h, w = x.shape[-2:]
+    padded = nn.functional.pad(x, (pad,) * 4, mode="reflect")
+    return padded[..., pad - dy : pad - dy + h, pad - dx : pad - dx + w]
+
+
+@torch.no_grad()
 def predict(
     model: nn.Module,
     images: torch.Tensor,
@@ -273,9 +310,16 @@ def predict(
     batch_size: int = 1000,
     device: torch.device | None = None,
     dtype: torch.dtype = torch.float32,
-    tta: bool = False,
+    tta: str = "none",
 ) -> torch.Tensor:
-    """Logits (float32, on CPU) for uint8 images; with `tta`, averaged with the flipped image."""
+    """Logits (float32, on CPU) for uint8 images, test-time augmented as `tta` says
+    (none, flip, flip_translate: see EvaluateParams.tta)."""
+    if tta not in ("none", "flip", "flip_translate"):
+        raise ValueError(f"unknown tta mode {tta!r}")
+
+    def mirrored(x: torch.Tensor) -> torch.Tensor:
+        return (model(x).float() + model(x.flip(-1)).float()) / 2
+
     device = device or next(model.parameters()).device
     was_training = model.training
     chunks = []
@@ -283,9 +327,10 @@ def predict(
         for start in range(0, len(images), batch_size):
             x = normalize(images[start : start + batch_size].to(device))
             with autocast(device, dtype):
-                logits = model(x).float()
-                if tta:
-                    logits = (logits + model(x.flip(-1)).float()) / 2
+                logits = model(x).float() if tta == "none" else mirrored(x)
+                if tta == "flip_translate":
+                    shifted = (mirrored(translate(x, 1, 1)) + mirrored(translate(x, -1, -1))) / 2
+                    logits = (logits + shifted) / 2
             chunks.append(logits.cpu())
     model.train(was_training)
     return torch.cat(chunks) if chunks else torch.empty(0, 10)

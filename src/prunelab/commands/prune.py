@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from prunelab.commands import ParamsOption, done, single_command_app
+from prunelab.compact import compact
 from prunelab.data import load_split, split_validation
 from prunelab.errors import UserError
 from prunelab.io import Checkpoint, load_checkpoint, read_json, save_checkpoint, write_json
-from prunelab.measure import sparsity_report
+from prunelab.measure import count_macs, sparsity_report
 from prunelab.models import model_from_checkpoint
 from prunelab.params import PruneParams, load_params
-from prunelab.prune import prune_model
+from prunelab.prune import amount_for_macs_reduction, prune_model, resolve_method
 from prunelab.train import fit
 
 
@@ -39,6 +41,9 @@ def main(
     ckpt = load_checkpoint(model)
     net = model_from_checkpoint(ckpt, str(model))
     before = sparsity_report(net)
+    if prune_cfg.macs_reduction is not None:
+        prune_cfg = prune_cfg.model_copy(update={"amount": amount_for_macs_reduction(net, prune_cfg)})
+    macs_before = count_macs(net)
 
     between_steps = None
     if cfg.prune.steps > 1 and cfg.prune.finetune_between > 0:
@@ -60,6 +65,13 @@ def main(
 
     result = prune_model(net, prune_cfg, between_steps=between_steps)
     after = sparsity_report(net)
+    macs = {"macs": macs_before}
+    if resolve_method(prune_cfg.method).unit == "channel" and prune_cfg.dim == 0:
+        # What compaction will make of it: the MACs a structured target is about.
+        compacted = copy.deepcopy(net)
+        compact(compacted)
+        macs["macs_compact"] = count_macs(compacted)
+        macs["macs_reduction"] = round(1 - macs["macs_compact"] / macs_before, 6)
     save_checkpoint(
         out,
         Checkpoint(
@@ -74,7 +86,7 @@ def main(
         metrics,
         {
             "method": cfg.prune.method,
-            "amount": cfg.prune.amount,
+            "amount": prune_cfg.amount,  # resolved from prune.macs_reduction if that is set
             "schedule": cfg.prune.schedule,
             "steps": cfg.prune.steps,
             "sparsity": after["sparsity"],
@@ -82,10 +94,11 @@ def main(
             "params": after["params"],
             "params_nonzero": after["params_nonzero"],
             "params_zeroed": after["params_zero"] - before["params_zero"],
+            **macs,
             "layers": after["layers"],
         },
     )
-    done(f"pruned with {cfg.prune.method} (amount {cfg.prune.amount}, {cfg.prune.schedule})", out, metrics)
+    done(f"pruned with {cfg.prune.method} (amount {prune_cfg.amount:g}, {cfg.prune.schedule})", out, metrics)
 
 
 def with_derived_amounts(cfg: PruneParams, sensitivity: dict) -> PruneParams:

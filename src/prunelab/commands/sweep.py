@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 from typing import Annotated
 
@@ -29,29 +30,36 @@ def main(
     out: Annotated[Path, typer.Option(help="metrics JSON of this point")] = Path("metrics/sweep/point.json"),
 ) -> None:
     """Prune the baseline one-shot with --method/--amount over sweep.targets and score it on the
-    validation split (the test set is kept for evaluate)."""
+    validation split (the test set is kept for evaluate); seed-dependent methods once per
+    sweep.seeds entry, reported as mean and std."""
     cfg = load_params(params)
-    resolve_method(method)
+    pruning = resolve_method(method)
     prune_cfg = cfg.sweep.prune_params(cfg.prune, method, _parse_amount(amount))
+    seeds = cfg.sweep.seeds if pruning.stochastic(prune_cfg) else cfg.sweep.seeds[:1]
     ckpt = load_checkpoint(model)
-    net = model_from_checkpoint(ckpt, str(model))
-    result = prune_model(net, prune_cfg)
     val = validation_images(data, cfg.data.val_size, cfg.data.split_seed, cfg.sweep.val_images)
     device = resolve_device(cfg.train.device)
-    logits = predict(
-        net,
-        val.images,
-        batch_size=cfg.evaluate.batch_size,
-        device=device,
-        dtype=resolve_precision(cfg.train.precision, device),
-    )
+    accs = []
+    for seed in seeds:
+        net = model_from_checkpoint(ckpt, str(model))
+        result = prune_model(net, cfg.sweep.prune_params(cfg.prune, method, prune_cfg.amount, seed))
+        logits = predict(
+            net,
+            val.images,
+            batch_size=cfg.evaluate.batch_size,
+            device=device,
+            dtype=resolve_precision(cfg.train.precision, device),
+        )
+        accs.append((logits.argmax(1) == val.labels).float().mean().item())
     sparsity = sparsity_report(net)
     write_json(
         out,
         {
             "method": method,
             "amount": prune_cfg.amount,
-            "val_acc": round((logits.argmax(1) == val.labels).float().mean().item(), 6),
+            "val_acc": round(statistics.fmean(accs), 6),
+            "val_acc_std": round(statistics.stdev(accs), 6) if len(accs) > 1 else 0.0,
+            "val_acc_by_seed": {str(s): round(a, 6) for s, a in zip(seeds, accs, strict=True)},
             "targeted_sparsity": result.targeted_sparsity,
             "sparsity": sparsity["sparsity"],
             "params_nonzero": sparsity["params_nonzero"],

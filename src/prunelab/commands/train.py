@@ -16,7 +16,7 @@ from prunelab.io import Checkpoint, load_init_state, load_state_into, save_check
 from prunelab.models import build_model
 from prunelab.params import load_params
 from prunelab.tracking import dvclive_epochs
-from prunelab.train import fit, resolve_device, resolve_precision
+from prunelab.train import fit, resolve_device, resolve_precision, whiten_first_conv
 
 
 def main(
@@ -43,6 +43,8 @@ def main(
     model = build_model(cfg.model.arch, cfg.model.kwargs)
     if cfg.train.init:
         load_state_into(model, load_init_state(cfg.train.init), f"train.init {cfg.train.init}")
+    elif cfg.train.whiten:
+        whiten_first_conv(model, train_split.images)
     fingerprint = hashlib.sha256(
         json.dumps(
             [cfg.model.model_dump(), cfg.train.model_dump(), cfg.data.model_dump()], sort_keys=True

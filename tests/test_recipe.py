@@ -1,0 +1,81 @@
+"""The training recipe's pieces: whitening and identity init, test-time augmentation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from prunelab.data import normalize
+from prunelab.errors import UserError
+from prunelab.models import build_model
+from prunelab.params import EvaluateParams
+from prunelab.train import predict, translate, whiten_first_conv
+
+
+def _images(n: int = 300) -> torch.Tensor:
+    # Smooth random images: neighbouring pixels correlate, as in real photos.
+    g = torch.Generator().manual_seed(0)
+    small = torch.rand(n, 3, 8, 8, generator=g)
+    return (nn.functional.interpolate(small, size=32, mode="bilinear") * 255).to(torch.uint8)
+
+
+def test_whitening_init_decorrelates_patches() -> None:
+    model = build_model("cnn", {"widths": [8, 16], "stem": 16})
+    images = _images()
+    whiten_first_conv(model, images)
+    w = model.conv1.weight.detach()
+    assert torch.allclose(w[:8], -w[8:])  # each filter with its negation
+    with torch.no_grad():
+        out = nn.functional.conv2d(normalize(images).float(), w[:8])  # valid patches only
+    channels = out.permute(1, 0, 2, 3).flatten(1)
+    cov = channels @ channels.T / channels.shape[1]
+    # unit variance and no correlation (eps keeps the smallest directions just under 1)
+    assert torch.allclose(cov, torch.eye(8), atol=0.05)
+
+
+def test_whitening_refuses_a_stem_it_cannot_fill() -> None:
+    model = build_model("cnn", {"widths": [8], "stem": 7})  # odd: no ± pairs
+    with pytest.raises(UserError, match=r"train\.whiten"):
+        whiten_first_conv(model, _images(10))
+    with pytest.raises(UserError, match=r"train\.whiten"):
+        whiten_first_conv(build_model("cnn", {"widths": [8], "stem": 64}), _images(10))  # > 2·27
+
+
+def test_identity_init_starts_each_conv_as_a_pass_through() -> None:
+    torch.manual_seed(0)
+    model = build_model("cnn", {"widths": [8, 16], "stem": 8})
+    x = torch.randn(2, 8, 5, 5)
+    assert torch.allclose(model.conv3(x), x, atol=1e-6)  # 8 → 8: the identity
+    assert torch.allclose(model.conv4(x)[:, :8], x, atol=1e-6)  # 8 → 16: the first 8 filters
+    plain = build_model("cnn", {"widths": [8, 16], "stem": 8, "identity_init": False})
+    assert not torch.allclose(plain.conv3(x), x, atol=1e-3)
+
+
+def test_translate_shifts_with_reflected_border() -> None:
+    x = torch.arange(25.0).view(1, 1, 5, 5)
+    down_right = translate(x, 1, 1)
+    assert torch.equal(down_right[..., 1:, 1:], x[..., :-1, :-1])
+    assert torch.equal(translate(x, -1, -1)[..., :-1, :-1], x[..., 1:, 1:])
+    assert torch.equal(translate(x, 0, 0), x)
+
+
+def test_tta_modes_average_the_views() -> None:
+    torch.manual_seed(0)
+    model = build_model("cnn", {"widths": [8, 16], "stem": 8}).eval()
+    images = _images(4)
+    x = normalize(images)
+    with torch.no_grad():
+        plain, mirror = model(x), model(x.flip(-1))
+        shifted = [model(translate(x, d, d)) + model(translate(x, d, d).flip(-1)) for d in (1, -1)]
+    assert torch.allclose(predict(model, images, tta="none"), plain, atol=1e-5)
+    assert torch.allclose(predict(model, images, tta="flip"), (plain + mirror) / 2, atol=1e-5)
+    expected = ((plain + mirror) / 2 + (shifted[0] + shifted[1]) / 4) / 2
+    assert torch.allclose(predict(model, images, tta="flip_translate"), expected, atol=1e-5)
+
+
+def test_tta_param_keeps_its_old_boolean_values() -> None:
+    assert EvaluateParams(tta=True).tta == "flip" and EvaluateParams(tta=False).tta == "none"
+    assert EvaluateParams().tta == "flip_translate"
+    with pytest.raises(ValueError, match="flip_translate"):
+        EvaluateParams(tta="crops")
