@@ -80,9 +80,9 @@ class TrainParams(Section):
     warmup: Fraction = 0.2
     """Fraction of steps over which the LR ramps up linearly; it then decays linearly to 0."""
     whiten: bool = True
-    """Initialise the first conv as a patch-whitening filter bank of the training images
-    (airbench): its filters are the principal directions of k×k patches, each with its negation,
-    scaled to unit variance. Only for training from scratch; needs out_channels even and
+    """Initialise the first conv from the training images (after airbench's whitening): its
+    filters are the top principal directions of k×k patches, each with its negation, at the
+    default init's norm. Only for training from scratch; needs out_channels even and
     ≤ 2·in_channels·k². The filters stay trainable (and prunable)."""
     val_every: Annotated[int, Field(ge=0)] = 4
     """Score the validation split after every n-th epoch and after the last (0: the last only).
@@ -204,7 +204,7 @@ class EvaluateParams(Section):
     batch_size: Annotated[int, Field(gt=0)] = 1000
     tta: Literal["none", "flip", "flip_translate"] = "flip_translate"
     """Test-time augmentation: none; flip averages each image with its mirror; flip_translate
-    also averages the mirrored pair shifted by one pixel up-left and down-right (6 passes)."""
+    adds the image shifted one pixel down-right and its mirror shifted up-left (4 passes)."""
 
     @field_validator("tta", mode="before")
     @classmethod
@@ -226,7 +226,7 @@ class SensitivityParams(Section):
     amounts: Annotated[list[Fraction], Field(min_length=1)] = Field(default_factory=lambda: [0.25, 0.5, 0.75])
     budget: Fraction = 0.01
     """Largest validation-accuracy loss a layer may cost at its derived amount (0.01 = 1 point)."""
-    val_images: Annotated[int, Field(ge=0)] = 2500
+    val_images: Annotated[int, Field(ge=0)] = 1000
 
     @field_validator("methods")
     @classmethod

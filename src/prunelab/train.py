@@ -271,8 +271,16 @@ def _fit(
 
 
 @torch.no_grad()
-def whiten_first_conv(model: nn.Module, images: torch.Tensor, eps: float = 5e-4) -> None:
-    """airbench's whitening init of the first conv from (up to 5,000) uint8 training images."""
+def whiten_first_conv(model: nn.Module, images: torch.Tensor) -> None:
+    """airbench's whitening init of the first conv, from (up to 5,000) uint8 training images:
+    its filters become the top principal directions of the image patches, each with its
+    negation, so its outputs start decorrelated.
+
+    Unlike airbench, every filter keeps the norm of the default init instead of 1/√eigenvalue:
+    a BatchNorm follows and sets each channel's scale anyway, and with whitening's scales the
+    filters' norms would rank them by *inverse* importance, which norm-based pruning of conv1
+    (the seed experiment) would then follow. Equal norms also give every filter the same
+    effective learning rate."""
     conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
     if conv is None:
         raise UserError("train.whiten: the model has no Conv2d; set train.whiten: false")
@@ -285,10 +293,11 @@ def whiten_first_conv(model: nn.Module, images: torch.Tensor, eps: float = 5e-4)
         )
     x = normalize(images[:5000]).float()
     patches = x.unfold(2, kh, 1).unfold(3, kw, 1).permute(0, 2, 3, 1, 4, 5).reshape(-1, dims)
-    eigenvalues, eigenvectors = torch.linalg.eigh((patches.T @ patches).double() / len(patches))
+    _, eigenvectors = torch.linalg.eigh((patches.T @ patches).double() / len(patches))
     keep = conv.out_channels // 2
-    top = eigenvectors.T.flip(0)[:keep] / (eigenvalues.flip(0)[:keep, None] + eps).sqrt()
-    filters = top.reshape(keep, c, kh, kw).to(conv.weight.dtype)
+    norm = conv.weight.detach().flatten(1).norm(dim=1).mean()
+    top = eigenvectors.T.flip(0)[:keep]  # unit norm, largest eigenvalue first
+    filters = (top * norm).reshape(keep, c, kh, kw).to(conv.weight.dtype)
     conv.weight.data.copy_(torch.cat([filters, -filters]))
     if conv.bias is not None:
         conv.bias.data.zero_()
@@ -329,8 +338,9 @@ def predict(
             with autocast(device, dtype):
                 logits = model(x).float() if tta == "none" else mirrored(x)
                 if tta == "flip_translate":
-                    shifted = (mirrored(translate(x, 1, 1)) + mirrored(translate(x, -1, -1))) / 2
-                    logits = (logits + shifted) / 2
+                    # each one-pixel shift once, the mirror with one of them: 4 passes
+                    shifted = model(translate(x, 1, 1)).float() + model(translate(x, -1, -1).flip(-1)).float()
+                    logits = (logits + shifted / 2) / 2
             chunks.append(logits.cpu())
     model.train(was_training)
     return torch.cat(chunks) if chunks else torch.empty(0, 10)
