@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from prunelab.compact import compact
-from prunelab.measure import count_macs, latency
+from prunelab.measure import compare_latency, count_macs
 from prunelab.models import build_model
 from prunelab.params import Params, PruneParams
 from prunelab.prune import amount_for_macs_reduction, prune_model
@@ -52,12 +52,12 @@ def main() -> None:
         "b128 ×",
         title=f"compacted default CNN, CPU, {torch.get_num_threads()} threads, {str(dtype).removeprefix('torch.')}",
     )
-    reference: dict[int, float] = {}
     dense_macs = count_macs(dense)
     points = [("dense", 1, None, 0.0)]
     for round_to in args.round_to:
         points += [(f"amount {a:g}", round_to, None, a) for a in args.amounts if a > 0]
         points += [(f"MACs −{r:.0%}", round_to, r, 0.0) for r in args.macs_reductions]
+    models, amounts = {}, {}
     for label, round_to, reduction, amount in points:
         model = copy.deepcopy(dense)
         if label != "dense":
@@ -72,25 +72,28 @@ def main() -> None:
                 amount = amount_for_macs_reduction(model, cfg)
             prune_model(model, cfg.model_copy(update={"amount": amount, "macs_reduction": None}))
             compact(model)
+        models[(label, round_to)], amounts[(label, round_to)] = model, amount
+    # interleaved rounds: machine drift falls on every point alike
+    timings = {b: compare_latency(models, b, dtype, args.seconds) for b in (1, 128)}
+    for key, model in models.items():
         macs = count_macs(model)
         cells = []
         for batch in (1, 128):
-            timing = latency(model, batch, dtype, min_run_time=args.seconds)
-            reference.setdefault(batch, timing["median_ms"])
+            timing, reference = timings[batch][key], timings[batch][("dense", 1)]
             cells += [
                 f"{timing['median_ms']:.2f} ({timing['iqr_ms']:.2f})",
-                f"{reference[batch] / timing['median_ms']:.2f}",
+                f"{reference['median_ms'] / timing['median_ms']:.2f}",
             ]
         table.add_row(
-            label,
-            str(round_to),
-            f"{amount:.4g}",
+            key[0],
+            str(key[1]),
+            f"{amounts[key]:.4g}",
             f"{sum(p.numel() for p in model.parameters()):,}",
             f"{macs / 1e6:.1f} M",
             f"{dense_macs / macs:.2f}",
             *cells,
         )
-    Console().print(table)
+    Console(width=160).print(table)
     Console().print(
         "reproduce: uv run python benchmarks/compact_speed.py "
         + f"--amounts {' '.join(map(str, args.amounts))} "

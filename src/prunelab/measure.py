@@ -1,7 +1,9 @@
-"""Honest numbers: accuracy from predictions, sparsity counted from zero weights."""
+"""Honest numbers: accuracy from predictions, sparsity counted from zero weights, MACs, latency
+measured side by side, sizes on disk."""
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Mapping
 from typing import Any
 
 import torch
@@ -71,23 +73,45 @@ def count_macs(model: nn.Module) -> int:
 
 def latency(model: nn.Module, batch: int, dtype: torch.dtype, min_run_time: float = 1.0) -> dict[str, float]:
     """Forward-pass time on this machine's CPU, by torch.utils.benchmark: median and spread."""
+    return compare_latency({"model": model}, batch, dtype, min_run_time, rounds=1)["model"]
+
+
+def compare_latency(
+    models: Mapping[Hashable, nn.Module],
+    batch: int,
+    dtype: torch.dtype,
+    min_run_time: float = 1.0,
+    rounds: int = 3,
+) -> dict[Hashable, dict[str, float]]:
+    """Latency of several models, measured in interleaved rounds (each model `min_run_time` in
+    all): a busy or throttling machine drifts by ±10 % over minutes, and interleaving makes the
+    drift fall on every model alike, so their ratios hold. Median and IQR of all blocks."""
+    import statistics
+
     from torch.utils import benchmark
 
     from prunelab.train import autocast, channels_last
 
     x = torch.randn(batch, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    times: dict[Hashable, list[float]] = {name: [] for name in models}
+    for _ in range(rounds):
+        for name, model in models.items():
 
-    def forward() -> None:
-        with torch.no_grad(), autocast(torch.device("cpu"), dtype):
-            model(x)
+            def forward(model: nn.Module = model) -> None:
+                with torch.no_grad(), autocast(torch.device("cpu"), dtype):
+                    model(x)
 
-    with channels_last(model.eval(), torch.device("cpu")):
-        forward()  # warm-up: oneDNN picks its kernels on the first call
-        timer = benchmark.Timer(
-            stmt="forward()", globals={"forward": forward}, num_threads=torch.get_num_threads()
-        )
-        measurement = timer.blocked_autorange(min_run_time=min_run_time)
-    return {"median_ms": round(measurement.median * 1e3, 3), "iqr_ms": round(measurement.iqr * 1e3, 3)}
+            with channels_last(model.eval(), torch.device("cpu")):
+                forward()  # warm-up: oneDNN picks its kernels on the first call
+                timer = benchmark.Timer(
+                    stmt="forward()", globals={"forward": forward}, num_threads=torch.get_num_threads()
+                )
+                times[name] += timer.blocked_autorange(min_run_time=min_run_time / rounds).times
+    out = {}
+    for name, samples in times.items():
+        q1, median, q3 = statistics.quantiles(samples, n=4) if len(samples) > 1 else samples * 3
+        out[name] = {"median_ms": round(median * 1e3, 3), "iqr_ms": round((q3 - q1) * 1e3, 3)}
+    return out
 
 
 def file_bytes(path: str) -> dict[str, int]:

@@ -13,7 +13,14 @@ from prunelab.commands import ParamsOption, console, done, single_command_app
 from prunelab.data import class_names, load_split
 from prunelab.errors import UserError
 from prunelab.io import load_checkpoint, write_json
-from prunelab.measure import accuracy_report, confusion_rows, count_macs, file_bytes, latency, sparsity_report
+from prunelab.measure import (
+    accuracy_report,
+    compare_latency,
+    confusion_rows,
+    count_macs,
+    file_bytes,
+    sparsity_report,
+)
 from prunelab.models import model_from_checkpoint
 from prunelab.params import load_params
 from prunelab.train import predict, resolve_device, resolve_precision
@@ -37,7 +44,7 @@ def main(
     classes = class_names(data)
     device = resolve_device(cfg.train.device)
     dtype = resolve_precision(cfg.train.precision, device)
-    results, confusions = {}, {}
+    results, confusions, nets = {}, {}, {}
     for name, path in named.items():
         ckpt = load_checkpoint(path)
         net = model_from_checkpoint(ckpt, str(path))
@@ -58,10 +65,15 @@ def main(
             "params_nonzero": sparsity["params_nonzero"],
             "macs": count_macs(net),
             **file_bytes(str(path)),
-            **_latencies(net, cfg.evaluate.latency_batch_sizes, dtype, cfg.evaluate.latency_seconds),
             "per_class_acc": report["per_class_acc"],
         }
         confusions[name] = confusion_rows(logits, test.labels, classes)
+        nets[name] = net
+    for batch in cfg.evaluate.latency_batch_sizes:
+        timings = compare_latency(nets, batch, dtype, cfg.evaluate.latency_seconds)
+        for name, timing in timings.items():
+            results[name][f"latency_ms_b{batch}"] = timing["median_ms"]
+            results[name][f"latency_iqr_ms_b{batch}"] = timing["iqr_ms"]
     _add_speedups(results, cfg.evaluate.latency_batch_sizes)
     write_json(
         metrics,
@@ -78,17 +90,6 @@ def main(
         write_json(plots / f"{name}.json", rows)
     _print_table(results, cfg.evaluate.latency_batch_sizes)
     done("evaluated", metrics, plots)
-
-
-def _latencies(
-    net: torch.nn.Module, batch_sizes: list[int], dtype: torch.dtype, seconds: float
-) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for batch in batch_sizes:
-        timing = latency(net, batch, dtype, min_run_time=seconds)
-        out[f"latency_ms_b{batch}"] = timing["median_ms"]
-        out[f"latency_iqr_ms_b{batch}"] = timing["iqr_ms"]
-    return out
 
 
 def _add_speedups(results: dict[str, dict], batch_sizes: list[int]) -> None:
