@@ -49,7 +49,7 @@ def _state_digest(path: Path) -> str:
 
 def test_kill_9_mid_training_then_rerun_resumes_to_identical_weights(tmp_path: Path, data_dir: Path) -> None:
     params = write_params(
-        tmp_path / "params.yaml", {"train": {"epochs": EPOCHS, "batch_size": 32, "lr": 0.05}}
+        tmp_path / "params.yaml", {"train": {"epochs": EPOCHS, "batch_size": 32, "lr": 0.05, "val_every": 1}}
     )
     reference = _train(tmp_path, params, data_dir, "reference")
     assert reference.wait(timeout=300) == 0, reference.stderr.read()
