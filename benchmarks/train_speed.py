@@ -106,12 +106,17 @@ def time_to_accuracy(live: Path, metrics: Path) -> None:
     if not (curve.is_file() and summary.is_file()):
         console.print("time-to-accuracy: no dvclive/train curve here; run `dvc repro` on the real data first")
         return
-    accs = [float(line.split("\t")[1]) for line in curve.read_text().splitlines()[1:]]
+    # (step, acc) rows: DVCLive's step is the epoch index; train.val_every may skip epochs
+    points = [
+        (int(row.split("\t")[0]), float(row.split("\t")[1])) for row in curve.read_text().splitlines()[1:]
+    ]
     train = json.loads(summary.read_text())
-    per_epoch = train["seconds"] / max(1, len(accs))
+    per_epoch = train["seconds"] / max(1, train["epochs"])
     console.print(
         f"time-to-accuracy (last dvc repro, {train['device']}, {train['precision']}, {train['threads']} threads): "
-        + ", ".join(f"epoch {i + 1}: val {a:.4f} @ {per_epoch * (i + 1):.0f} s" for i, a in enumerate(accs))
+        + ", ".join(
+            f"epoch {step + 1}: val {acc:.4f} @ {per_epoch * (step + 1):.0f} s" for step, acc in points
+        )
     )
 
 
