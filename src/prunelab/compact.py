@@ -10,6 +10,7 @@ removes the channels, and `max_output_difference` checks the two agree.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 
 import torch
@@ -102,6 +103,15 @@ def compact(model: nn.Module) -> dict[str, list[int]]:
             group.prune()
             removed[name] = idxs
     return removed
+
+
+def compacted_macs(model: nn.Module) -> int:
+    """MACs of `model` once its zero channels are removed (on a copy; `model` is untouched)."""
+    from prunelab.measure import count_macs
+
+    trial = copy.deepcopy(model)
+    compact(trial)
+    return count_macs(trial)
 
 
 def rebuild_compact(model: nn.Module, removed: dict[str, list[int]]) -> nn.Module:

@@ -71,11 +71,6 @@ def count_macs(model: nn.Module) -> int:
     return counter.get_total_flops() // 2
 
 
-def latency(model: nn.Module, batch: int, dtype: torch.dtype, min_run_time: float = 1.0) -> dict[str, float]:
-    """Forward-pass time on this machine's CPU, by torch.utils.benchmark: median and spread."""
-    return compare_latency({"model": model}, batch, dtype, min_run_time, rounds=1)["model"]
-
-
 def compare_latency(
     models: Mapping[Hashable, nn.Module],
     batch: int,

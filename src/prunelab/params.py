@@ -274,16 +274,16 @@ class SweepParams(Section):
             resolve_method(name)
         return value
 
-    def prune_params(self, base: PruneParams, method: str, amount: float | int, seed: int = 0) -> PruneParams:
+    def prune_params(self, base: PruneParams, method: str, amount: float | int) -> PruneParams:
         """The prune settings of one sweep point: one-shot, uniform over the sweep's targets,
-        at exactly `amount`."""
+        at exactly `amount`, with the first of sweep.seeds."""
         return base.model_copy(
             update={
                 "method": method,
                 "amount": amount,
                 "macs_reduction": None,
                 "round_to": 1,
-                "seed": seed,
+                "seed": self.seeds[0],
                 "targets": self.targets,
                 "exclude": self.exclude,
                 "per_layer": {},

@@ -320,7 +320,7 @@ def amount_for_macs_reduction(model: nn.Module, cfg: PruneParams) -> float:
     """The smallest uniform amount (to 1/1024) at which `model`, pruned as `cfg` says and
     compacted, keeps at most (1 − cfg.macs_reduction) of its MACs. MACs fall as the amount
     grows (per-layer counts only grow), so bisection finds it."""
-    from prunelab.compact import compact
+    from prunelab.compact import compacted_macs
     from prunelab.measure import count_macs
 
     if cfg.macs_reduction is None:
@@ -334,8 +334,7 @@ def amount_for_macs_reduction(model: nn.Module, cfg: PruneParams) -> float:
     def macs_at(amount: float) -> int:
         trial = copy.deepcopy(model)
         prune_model(trial, oneshot.model_copy(update={"amount": amount}))
-        compact(trial)
-        return count_macs(trial)
+        return compacted_macs(trial)
 
     lo, hi = 0.0, 0.9  # beyond 0.9 small layers lose every channel
     if (reached := macs_at(hi)) > goal:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from prunelab.commands import ParamsOption, done, single_command_app
-from prunelab.compact import compact
+from prunelab.compact import compacted_macs
 from prunelab.data import load_split, split_validation
 from prunelab.errors import UserError
 from prunelab.io import Checkpoint, load_checkpoint, read_json, save_checkpoint, write_json
@@ -68,9 +67,7 @@ def main(
     macs = {"macs": macs_before}
     if resolve_method(prune_cfg.method).unit == "channel" and prune_cfg.dim == 0:
         # What compaction will make of it: the MACs a structured target is about.
-        compacted = copy.deepcopy(net)
-        compact(compacted)
-        macs["macs_compact"] = count_macs(compacted)
+        macs["macs_compact"] = compacted_macs(net)
         macs["macs_reduction"] = round(1 - macs["macs_compact"] / macs_before, 6)
     save_checkpoint(
         out,

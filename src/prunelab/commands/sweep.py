@@ -42,7 +42,7 @@ def main(
     accs = []
     for seed in seeds:
         net = model_from_checkpoint(ckpt, str(model))
-        result = prune_model(net, cfg.sweep.prune_params(cfg.prune, method, prune_cfg.amount, seed))
+        result = prune_model(net, prune_cfg.model_copy(update={"seed": seed}))
         logits = predict(
             net,
             val.images,
