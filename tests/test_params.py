@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+import shlex
 from pathlib import Path
 
 import pytest
@@ -72,3 +74,29 @@ def test_readme_documents_every_param() -> None:
         if f"`{section}.{key}`" not in table
     ]
     assert not missing, f"README.md's Parameters table lacks {missing}"
+
+
+def test_readme_exp_run_overrides_are_valid_params() -> None:
+    """Every `dvc exp run -S key=value` the README shows must name real keys with valid values,
+    applied the way DVC applies them: YAML values at dotted paths into params.yaml, all of one
+    command's overrides together, and `--queue` grids (`a,b`) as their product."""
+    text = (ROOT / "README.md").read_text().replace("\\\n", " ")
+    commands = [
+        shlex.split(line.split("#")[0])
+        for line in text.splitlines()
+        if line.lstrip().startswith("dvc exp run")
+    ]
+    assert commands
+    for words in commands:
+        settings = [words[i + 1].partition("=") for i, w in enumerate(words[:-1]) if w == "-S"]
+        grids = [value.split(",") if "--queue" in words else [value] for _, _, value in settings]
+        for values in itertools.product(*grids):
+            raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+            for (path, _, _), value in zip(settings, values, strict=True):
+                *parents, leaf = path.split(".")
+                node = raw
+                for key in [*parents, leaf]:
+                    assert key in node, f"README: `{' '.join(words)}`: no param {path}"
+                    parent, node = node, node[key]
+                parent[leaf] = yaml.safe_load(value)
+            parse_params(raw, source=" ".join(words))
