@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import copy
 import itertools
 import shlex
 from pathlib import Path
@@ -87,11 +88,12 @@ def test_readme_exp_run_overrides_are_valid_params() -> None:
         if line.lstrip().startswith("dvc exp run")
     ]
     assert commands
+    shipped = yaml.safe_load((ROOT / "params.yaml").read_text())
     for words in commands:
         settings = [words[i + 1].partition("=") for i, w in enumerate(words[:-1]) if w == "-S"]
         grids = [value.split(",") if "--queue" in words else [value] for _, _, value in settings]
         for values in itertools.product(*grids):
-            raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+            raw = copy.deepcopy(shipped)
             for (path, _, _), value in zip(settings, values, strict=True):
                 *parents, leaf = path.split(".")
                 node = raw

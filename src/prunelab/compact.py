@@ -18,6 +18,7 @@ import torch_pruning as tp
 from torch import nn
 
 from prunelab.errors import UserError
+from prunelab.measure import count_macs
 from prunelab.models import prunable_layers
 
 
@@ -107,8 +108,6 @@ def compact(model: nn.Module) -> dict[str, list[int]]:
 
 def compacted_macs(model: nn.Module) -> int:
     """MACs of `model` once its zero channels are removed (on a copy; `model` is untouched)."""
-    from prunelab.measure import count_macs
-
     trial = copy.deepcopy(model)
     compact(trial)
     return count_macs(trial)

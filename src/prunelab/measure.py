@@ -3,6 +3,7 @@ measured side by side, sizes on disk."""
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Hashable, Mapping
 from typing import Any
 
@@ -81,8 +82,6 @@ def compare_latency(
     """Latency of several models, measured in interleaved rounds (each model `min_run_time` in
     all): a busy or throttling machine drifts by ±10 % over minutes, and interleaving makes the
     drift fall on every model alike, so their ratios hold. Median and IQR of all blocks."""
-    import statistics
-
     from torch.utils import benchmark
 
     from prunelab.train import autocast, channels_last
