@@ -20,11 +20,11 @@ from rich.console import Console
 from rich.table import Table
 
 from prunelab.compact import compact
+from prunelab.device import resolve_precision
 from prunelab.measure import compare_latency, count_macs
 from prunelab.models import build_model
 from prunelab.params import Params, PruneParams
 from prunelab.prune import amount_for_macs_reduction, prune_model
-from prunelab.train import resolve_precision
 
 
 def main() -> None:
@@ -61,16 +61,11 @@ def main() -> None:
     for label, round_to, reduction, amount in points:
         model = copy.deepcopy(dense)
         if label != "dense":
-            cfg = PruneParams(
-                method="ln_structured",
-                amount=amount,
-                targets=["Conv2d"],
-                round_to=round_to,
-                macs_reduction=reduction,
-            )
+            cfg = PruneParams(round_to=round_to).one_shot("ln_structured", amount, ["Conv2d"])
             if reduction is not None:
-                amount = amount_for_macs_reduction(model, cfg)
-            prune_model(model, cfg.model_copy(update={"amount": amount, "macs_reduction": None}))
+                searched = cfg.model_copy(update={"macs_reduction": reduction})
+                amount = amount_for_macs_reduction(model, searched)
+            prune_model(model, cfg.one_shot(cfg.method, amount, cfg.targets))
             compact(model)
         models[(label, round_to)], amounts[(label, round_to)] = model, amount
     # interleaved rounds: machine drift falls on every point alike

@@ -21,10 +21,10 @@ import torch
 from rich.console import Console
 
 from prunelab.data import Split, load_split, normalize, random_crop_flip
+from prunelab.device import autocast, resolve_precision
 from prunelab.measure import count_macs
 from prunelab.models import build_model
 from prunelab.params import Params
-from prunelab.train import autocast, resolve_precision
 
 console = Console()
 

@@ -10,9 +10,9 @@ import torch
 from typer.testing import CliRunner
 
 from prunelab.commands import compact as compact_cmd
-from prunelab.compact import compact, max_output_difference
+from prunelab.compact import compact, load_model, max_output_difference
 from prunelab.io import Checkpoint, load_checkpoint, save_checkpoint
-from prunelab.models import build_model, model_from_checkpoint
+from prunelab.models import build_model
 from prunelab.params import PruneParams
 from prunelab.prune import prune_model
 from tests.conftest import write_params
@@ -103,8 +103,8 @@ def test_compact_stage_writes_a_loadable_smaller_model_and_onnx(tmp_path: Path, 
         metrics["params_compact"] < metrics["params_dense"]
         and metrics["macs_compact"] < metrics["macs_dense"]
     )
-    dense = model_from_checkpoint(load_checkpoint(source), "dense").eval()
-    small = model_from_checkpoint(load_checkpoint(tmp_path / "compact.pt"), "compact").eval()
+    dense = load_model(load_checkpoint(source), "dense").eval()
+    small = load_model(load_checkpoint(tmp_path / "compact.pt"), "compact").eval()
     assert max_output_difference(dense, small, IMAGES) < 1e-4
     x = torch.randn(3, 3, 32, 32)
     session = onnxruntime.InferenceSession(str(tmp_path / "compact.onnx"))

@@ -7,8 +7,8 @@ from torch import nn
 
 from prunelab.errors import UserError
 from prunelab.models import build_model
-from prunelab.params import PruneParams
-from prunelab.prune import METHODS, prune_model, select_targets
+from prunelab.params import ParamsError, PruneParams, parse_params
+from prunelab.prune import METHODS, check_method_names, check_prune_params, prune_model, select_targets
 
 TINY_CNN = {"widths": [8, 16], "stem": 8, "identity_init": False}  # dense random weights: counts are exact
 
@@ -267,9 +267,9 @@ def test_agp_follows_the_cubic_schedule_and_ends_exact() -> None:
 
 
 def test_oneshot_with_several_steps_is_refused() -> None:
-    from prunelab.params import parse_params
+    from prunelab.params import ParamsError, parse_params
 
-    with pytest.raises(UserError, match=r"prune\.steps = 3 needs prune\.schedule iterative or agp"):
+    with pytest.raises(ParamsError, match=r"prune\.steps = 3 needs prune\.schedule iterative or agp"):
         parse_params({"prune": {"steps": 3}})
 
 
@@ -303,8 +303,8 @@ def test_round_to_keeps_multiples_of_channels() -> None:
         kept = int(result.masks[f"{name}.weight"].flatten(1).any(1).sum())
         total = getattr(model, name).out_channels
         assert kept % 16 == 0 and abs(kept - 0.7 * total) <= 8, (name, kept)
-    with pytest.raises(ValueError, match=r"prune\.round_to"):
-        PruneParams(method="l1_unstructured", round_to=8)
+    with pytest.raises(UserError, match=r"prune\.round_to = 8 applies to structured"):
+        check_prune_params(PruneParams(method="l1_unstructured", round_to=8))
 
 
 def test_macs_reduction_finds_the_smallest_amount_that_reaches_it() -> None:
@@ -321,7 +321,7 @@ def test_macs_reduction_finds_the_smallest_amount_that_reaches_it() -> None:
     def macs_at(value: float) -> int:
         trial = build_model("cnn", {"widths": [32, 64], "stem": 16})
         trial.load_state_dict(model.state_dict())
-        prune_model(trial, cfg.model_copy(update={"amount": value, "macs_reduction": None}))
+        prune_model(trial, cfg.one_shot(cfg.method, value, cfg.targets))
         compact(trial)
         return count_macs(trial)
 
@@ -336,11 +336,20 @@ def test_macs_reduction_finds_the_smallest_amount_that_reaches_it() -> None:
         ({"dim": 1, "macs_reduction": 0.5}, "structured method along dim 0"),
         ({"macs_reduction": 0.5, "per_layer": {"conv1": 0.2}}, "remove prune.per_layer"),
         ({"macs_reduction": 1.0}, "macs_reduction"),
+        ({"method": "l1_unstruct"}, r"prune.method = 'l1_unstruct': unknown method; did you mean 'l1_unstructured'"),
+        ({"method": "no_such_pkg.x:Y"}, r"prune.method: cannot import module 'no_such_pkg.x'"),
     ],
 )
-def test_bad_macs_reduction_names_the_param(cfg: dict, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        PruneParams(**cfg)
+def test_bad_prune_params_name_the_param(cfg: dict, message: str) -> None:
+    """Schema errors at parsing, registry cross-checks right after: both name the key."""
+    with pytest.raises((ParamsError, UserError), match=message):
+        check_prune_params(parse_params({"prune": cfg}).prune)
+
+
+def test_per_layer_analysis_refuses_global_methods() -> None:
+    check_method_names(["ln_structured", "l1_unstructured"], "sensitivity.methods", per_layer=True)
+    with pytest.raises(UserError, match=r"sensitivity.methods: 'global_unstructured' prunes all layers jointly"):
+        check_method_names(["global_unstructured"], "sensitivity.methods", per_layer=True)
 
 
 def test_unreachable_macs_reduction_says_what_is_reachable() -> None:

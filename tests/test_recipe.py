@@ -8,9 +8,9 @@ from torch import nn
 
 from prunelab.data import normalize
 from prunelab.errors import UserError
-from prunelab.models import build_model
+from prunelab.models import build_model, whiten_first_conv
 from prunelab.params import EvaluateParams
-from prunelab.train import predict, translate, whiten_first_conv
+from prunelab.predict import predict, translate
 
 
 def _images(n: int = 300) -> torch.Tensor:

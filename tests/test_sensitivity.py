@@ -2,11 +2,16 @@ from __future__ import annotations
 
 import torch
 
-from prunelab.commands.prune import with_derived_amounts
 from prunelab.compact import coupled_conv_groups
 from prunelab.models import build_model
 from prunelab.params import PruneParams
-from prunelab.sensitivity import analysis_units, compare_with_uniform, derive_amounts, layer_curves
+from prunelab.sensitivity import (
+    analysis_units,
+    compare_with_uniform,
+    derive_amounts,
+    layer_curves,
+    with_derived_amounts,
+)
 
 
 def _score_by_zeros(model: torch.nn.Module) -> float:

@@ -8,8 +8,9 @@ import torch
 from prunelab.data import load_split, random_crop_flip
 from prunelab.models import build_model
 from prunelab.params import PruneParams, TrainParams
+from prunelab.predict import predict
 from prunelab.prune import prune_model
-from prunelab.train import EpochRecord, fit, lr_at, predict
+from prunelab.train import EpochRecord, fit, lr_at
 
 CFG = TrainParams(epochs=2, batch_size=64, lr=0.05, precision="fp32")
 

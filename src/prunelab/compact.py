@@ -5,21 +5,26 @@ with it, and coupled layers (residual additions) must all agree. `coupled_channe
 a structured pruning's masks to those coupled parameters, so that the *masked* model already
 computes what the compact model will. Otherwise the removed channel's BN bias would still feed
 the next layer, and compaction would change the outputs (the classic bug). `compact` then
-removes the channels, and `max_output_difference` checks the two agree.
+removes the channels, and `max_output_difference` checks the two agree. A compacted checkpoint
+records what was removed; `load_model` replays that on a freshly built model.
 """
 
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Iterator
+from pathlib import Path
 
 import torch
 import torch_pruning as tp
 from torch import nn
 
+from prunelab.data import normalize
 from prunelab.errors import UserError
+from prunelab.io import Checkpoint, load_state_into
 from prunelab.measure import count_macs
-from prunelab.models import prunable_layers
+from prunelab.models import build_model, prunable_layers
 
 
 def _graph(model: nn.Module) -> tp.DependencyGraph:
@@ -122,10 +127,18 @@ def rebuild_compact(model: nn.Module, removed: dict[str, list[int]]) -> nn.Modul
     return model
 
 
+def load_model(ckpt: Checkpoint, source: str) -> nn.Module:
+    """Rebuild the model a checkpoint describes, compacted shapes included, with its weights."""
+    model = build_model(ckpt.arch, ckpt.model_kwargs)
+    removed = ckpt.meta.get("removed_channels")
+    if removed:
+        rebuild_compact(model, removed)
+    load_state_into(model, ckpt.state_dict, source)
+    return model
+
+
 @torch.no_grad()
 def max_output_difference(a: nn.Module, b: nn.Module, images: torch.Tensor) -> float:
-    from prunelab.data import normalize
-
     a.eval()
     b.eval()
     x = normalize(images).contiguous()
@@ -155,3 +168,21 @@ def coupled_conv_groups(model: nn.Module) -> list[list[str]]:
             seen |= set(group)
             groups.append(group)
     return groups
+
+
+def export_onnx(model: nn.Module, path: Path) -> None:
+    """ONNX with a dynamic batch axis, loadable by onnxruntime without torch or prunelab.
+    Writes `path` directly: stage it (io.staged_outputs) when it replaces an output."""
+    with warnings.catch_warnings():
+        # The TorchScript exporter is deprecated upstream but needs no onnxscript and handles
+        # these plain conv nets exactly (outputs checked against torch in the tests).
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model.eval(),
+            (torch.zeros(1, 3, 32, 32),),
+            str(path),
+            dynamo=False,
+            input_names=["images"],
+            output_names=["logits"],
+            dynamic_axes={"images": {0: "batch"}},
+        )

@@ -26,20 +26,64 @@ from prunelab.errors import UserError
 CHECKPOINT_FORMAT = "prunelab.checkpoint/1"
 
 
+class StagedOutputs:
+    """Outputs written to temporary paths beside their targets, moved into place together once
+    every one is complete: a stage that fails half-way replaces none of its earlier outputs."""
+
+    def __init__(self) -> None:
+        self._staged: list[tuple[Path, Path, Path]] = []  # (staged file, target, its temp dir)
+
+    def path(self, target: str | Path) -> Path:
+        """A temporary path (file or directory) that will replace `target`."""
+        target = Path(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+        staged = tmp / target.name
+        self._staged.append((staged, target, tmp))
+        return staged
+
+    def write_text(self, target: str | Path, text: str) -> None:
+        self.path(target).write_text(text)
+
+    def write_json(self, target: str | Path, data: Any) -> None:
+        self.write_text(target, to_json(data))
+
+    def save_checkpoint(self, target: str | Path, ckpt: Checkpoint) -> None:
+        torch.save(ckpt.to_dict(), self.path(target))
+
+    def _commit(self) -> None:
+        for staged, target, _ in self._staged:
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            os.replace(staged, target)
+
+    def _discard(self) -> None:
+        for _, _, tmp in self._staged:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def staged_outputs() -> Iterator[StagedOutputs]:
+    """Stage outputs; they replace their targets only if the block completes."""
+    outputs = StagedOutputs()
+    try:
+        yield outputs
+        outputs._commit()
+    finally:
+        outputs._discard()
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
     """Yield a temporary path (file or directory) that replaces `target` on success."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    staged = tmp / target.name
-    try:
-        yield staged
-        if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
-        os.replace(staged, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with staged_outputs() as outputs:
+        yield outputs.path(target)
+
+
+def to_json(data: Any) -> str:
+    """Strict JSON: a NaN or infinity is a bug upstream and raises instead of writing `NaN`,
+    which JSON parsers (and `dvc metrics`) reject."""
+    return json.dumps(data, indent=2, sort_keys=False, allow_nan=False) + "\n"
 
 
 def write_text(path: str | Path, text: str) -> None:
@@ -48,7 +92,7 @@ def write_text(path: str | Path, text: str) -> None:
 
 
 def write_json(path: str | Path, data: Any) -> None:
-    write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+    write_text(path, to_json(data))
 
 
 def read_json(path: str | Path) -> Any:
@@ -83,8 +127,8 @@ class Checkpoint:
 
 
 def save_checkpoint(path: str | Path, ckpt: Checkpoint) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(ckpt.to_dict(), tmp)
+    with staged_outputs() as outputs:
+        outputs.save_checkpoint(path, ckpt)
 
 
 def torch_load(path: str | Path) -> Any:

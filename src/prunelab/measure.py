@@ -3,14 +3,20 @@ measured side by side, sizes on disk."""
 
 from __future__ import annotations
 
+import gzip
 import statistics
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+from torch.utils import benchmark
+from torch.utils.flop_counter import FlopCounterMode
 
+from prunelab.device import autocast, channels_last
 from prunelab.models import prunable_layers
+from prunelab.predict import accuracy
 
 
 def accuracy_report(logits: torch.Tensor, labels: torch.Tensor, classes: list[str]) -> dict[str, Any]:
@@ -19,7 +25,7 @@ def accuracy_report(logits: torch.Tensor, labels: torch.Tensor, classes: list[st
     confusion = torch.bincount(labels * n + preds, minlength=n * n).view(n, n)
     per_class = confusion.diag() / confusion.sum(1).clamp(min=1)
     return {
-        "acc": round((preds == labels).float().mean().item(), 6),
+        "acc": round(accuracy(logits, labels), 6),
         "per_class_acc": {c: round(a, 6) for c, a in zip(classes, per_class.tolist(), strict=True)},
     }
 
@@ -64,8 +70,6 @@ def sparsity_report(model: nn.Module) -> dict[str, Any]:
 
 def count_macs(model: nn.Module) -> int:
     """Multiply-accumulates of one 32×32 image, counted by torch.utils.flop_counter."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     model.eval()
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model(torch.zeros(1, 3, 32, 32))
@@ -82,10 +86,6 @@ def compare_latency(
     """Latency of several models, measured in interleaved rounds (each model `min_run_time` in
     all): a busy or throttling machine drifts by ±10 % over minutes, and interleaving makes the
     drift fall on every model alike, so their ratios hold. Median and IQR of all blocks."""
-    from torch.utils import benchmark
-
-    from prunelab.train import autocast, channels_last
-
     x = torch.randn(batch, 3, 32, 32).contiguous(memory_format=torch.channels_last)
     times: dict[Hashable, list[float]] = {name: [] for name in models}
     for _ in range(rounds):
@@ -108,10 +108,18 @@ def compare_latency(
     return out
 
 
-def file_bytes(path: str) -> dict[str, int]:
-    """Size on disk, and gzip-compressed (what zeros in a dense tensor really save)."""
-    import gzip
-    from pathlib import Path
+def speedups(latency_ms: Mapping[Hashable, float], reference: Hashable) -> dict[Hashable, float]:
+    """Each model's speed-up against `reference`, from latencies measured in the same run."""
+    return {name: round(latency_ms[reference] / ms, 3) for name, ms in latency_ms.items()}
 
+
+def mean_and_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value), rounded as metrics are."""
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return round(statistics.fmean(values), 6), round(std, 6)
+
+
+def file_bytes(path: str | Path) -> dict[str, int]:
+    """Size on disk, and gzip-compressed (what zeros in a dense tensor really save)."""
     data = Path(path).read_bytes()
     return {"bytes": len(data), "bytes_gzip": len(gzip.compress(data, compresslevel=6, mtime=0))}

@@ -1,7 +1,9 @@
-"""Model registry: built-in CIFAR CNNs beside user models named by import path.
+"""Model registry: built-in CIFAR CNNs beside user models named by import path, the layers
+pruning can target, and the whitening init of the first conv.
 
 A model is rebuilt from (arch, kwargs), which every checkpoint records, so a checkpoint plus
-prunelab (or the user's own factory) is all anyone needs to load it.
+prunelab (or the user's own factory) is all anyone needs to load it (`compact.load_model`
+also replays compaction).
 """
 
 from __future__ import annotations
@@ -11,10 +13,11 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import torch
 from torch import nn
 
+from prunelab.data import normalize
 from prunelab.errors import UserError
-from prunelab.io import Checkpoint, load_state_into
 from prunelab.plugins import is_import_path, load_object
 
 ModelFactory = Callable[..., nn.Module]
@@ -163,13 +166,38 @@ def prunable_layers(model: nn.Module) -> dict[str, nn.Module]:
     }
 
 
-def model_from_checkpoint(ckpt: Checkpoint, source: str) -> nn.Module:
-    """Rebuild the model a checkpoint describes, compacted shapes included, with its weights."""
-    model = build_model(ckpt.arch, ckpt.model_kwargs)
-    removed = ckpt.meta.get("removed_channels")
-    if removed:
-        from prunelab.compact import rebuild_compact  # Torch-Pruning loads only when needed
+# ---------------------------------------------------------------------------------------------
+# Initialisation
 
-        rebuild_compact(model, removed)
-    load_state_into(model, ckpt.state_dict, source)
-    return model
+
+@torch.no_grad()
+def whiten_first_conv(model: nn.Module, images: torch.Tensor) -> None:
+    """airbench's whitening init of the first conv, from (up to 5,000) uint8 training images:
+    its filters become the top principal directions of the image patches, each with its
+    negation, so its outputs start decorrelated.
+
+    Unlike airbench, every filter keeps the norm of the default init instead of 1/√eigenvalue:
+    a BatchNorm follows and sets each channel's scale anyway, and with whitening's scales the
+    filters' norms would rank them by *inverse* importance, which norm-based pruning of conv1
+    (the seed experiment) would then follow. Equal norms also give every filter the same
+    effective learning rate."""
+    conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    if conv is None:
+        raise UserError("train.whiten: the model has no Conv2d; set train.whiten: false")
+    c, (kh, kw) = conv.in_channels, conv.kernel_size
+    dims = c * kh * kw
+    if conv.groups != 1 or conv.out_channels % 2 or conv.out_channels > 2 * dims or images.shape[1] != c:
+        raise UserError(
+            f"train.whiten: the first conv ({c}→{conv.out_channels}, {kh}×{kw}) needs an even "
+            f"out_channels ≤ {2 * dims} and {c}-channel input images; set train.whiten: false"
+        )
+    x = normalize(images[:5000]).float()
+    patches = x.unfold(2, kh, 1).unfold(3, kw, 1).permute(0, 2, 3, 1, 4, 5).reshape(-1, dims)
+    _, eigenvectors = torch.linalg.eigh((patches.T @ patches).double() / len(patches))
+    keep = conv.out_channels // 2
+    norm = conv.weight.detach().flatten(1).norm(dim=1).mean()
+    top = eigenvectors.T.flip(0)[:keep]  # unit norm, largest eigenvalue first
+    filters = (top * norm).reshape(keep, c, kh, kw).to(conv.weight.dtype)
+    conv.weight.data.copy_(torch.cat([filters, -filters]))
+    if conv.bias is not None:
+        conv.bias.data.zero_()

@@ -19,7 +19,9 @@ import torch
 import torch.nn.utils.prune as tprune
 from torch import nn
 
+from prunelab.compact import compacted_macs, coupled_channel_masks
 from prunelab.errors import UserError
+from prunelab.measure import count_macs
 from prunelab.models import prunable_layers
 from prunelab.params import PruneParams
 from prunelab.plugins import is_import_path, load_object
@@ -113,6 +115,35 @@ def resolve_method(name: str) -> PruningMethod:
             "or an import path 'package.module:Name'"
         )
     return method_from_plugin(name, load_object(name, param="prune.method"))
+
+
+def check_method_names(names: list[str], key: str, *, per_layer: bool = False) -> None:
+    """Every name resolves to a method (built-in or plugin); with `per_layer`, none is a global
+    (joint) method, which cannot prune one layer alone."""
+    for name in names:
+        method = resolve_method(name)
+        if per_layer and method.joint is not None:
+            raise UserError(
+                f"{key}: '{name}' prunes all layers jointly; per-layer analysis needs a per-layer method"
+            )
+
+
+def check_prune_params(cfg: PruneParams) -> PruningMethod:
+    """The checks of prune.* that need the registry, run once after parsing; returns the method."""
+    method = resolve_method(cfg.method)
+    structured = method.unit == "channel"
+    if cfg.round_to > 1 and not structured:
+        raise UserError(
+            f"prune.round_to = {cfg.round_to} applies to structured (channel) methods, not "
+            f"'{cfg.method}'; set it to 1"
+        )
+    if cfg.macs_reduction is not None and (not structured or cfg.dim != 0):
+        raise UserError(
+            f"prune.macs_reduction needs a structured method along dim 0 (ln_structured, "
+            f"random_structured, …); got method '{cfg.method}', dim {cfg.dim}. Use "
+            "prune.amount for unstructured pruning: zeros in dense tensors save no MACs"
+        )
+    return method
 
 
 def method_from_plugin(name: str, obj: object) -> PruningMethod:
@@ -302,8 +333,6 @@ def prune_model(
     if method.unit == "channel" and cfg.dim == 0:
         # Removing a filter removes its BatchNorm channel too: mask it, so the pruned model
         # computes exactly what the physically compacted one will (see compact.py).
-        from prunelab.compact import coupled_channel_masks
-
         masks = coupled_channel_masks(model, masks)
         apply_masks(model, masks)
     return PruneResult(masks=masks, targeted=[f"{lname}.{pname}" for lname, _, pname in pairs])
@@ -320,20 +349,14 @@ def amount_for_macs_reduction(model: nn.Module, cfg: PruneParams) -> float:
     """The smallest uniform amount (to 1/1024) at which `model`, pruned as `cfg` says and
     compacted, keeps at most (1 − cfg.macs_reduction) of its MACs. MACs fall as the amount
     grows (per-layer counts only grow), so bisection finds it."""
-    from prunelab.compact import compacted_macs
-    from prunelab.measure import count_macs
-
     if cfg.macs_reduction is None:
         raise ValueError("cfg.macs_reduction is not set")
     dense = count_macs(model)
     goal = dense * (1 - cfg.macs_reduction)
-    oneshot = cfg.model_copy(
-        update={"macs_reduction": None, "schedule": "oneshot", "steps": 1, "finetune_between": 0}
-    )
 
     def macs_at(amount: float) -> int:
         trial = copy.deepcopy(model)
-        prune_model(trial, oneshot.model_copy(update={"amount": amount}))
+        prune_model(trial, cfg.one_shot(cfg.method, amount, cfg.targets, exclude=cfg.exclude))
         return compacted_macs(trial)
 
     lo, hi = 0.0, 0.9  # beyond 0.9 small layers lose every channel

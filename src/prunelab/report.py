@@ -1,11 +1,12 @@
-"""The comparison at a glance: sweep results as a table, DVC plot data and a PNG."""
+"""The comparison at a glance: sweep and sensitivity results as tables, DVC plot data and PNGs.
+
+Pure formatting: every function takes the metrics the stages wrote and returns text or draws a
+figure to the path it is given."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
-
-from prunelab.io import atomic_path
 
 
 def sweep_table_markdown(
@@ -86,8 +87,7 @@ def save_sweep_png(points: list[dict[str, Any]], dense_acc: float | None, path: 
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
+    fig.savefig(path, format="png")  # the caller stages `path` (io.staged_outputs)
     plt.close(fig)
 
 
@@ -150,6 +150,5 @@ def save_sensitivity_png(summary: dict[str, Any], path: Path) -> None:
         ax.set_title(f"{method}: accuracy loss (points)", fontsize=9)
         fig.colorbar(image, ax=ax, fraction=0.046)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
+    fig.savefig(path, format="png")  # the caller stages `path` (io.staged_outputs)
     plt.close(fig)

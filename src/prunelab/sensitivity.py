@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 from torch import nn
 
 from prunelab.compact import coupled_conv_groups
+from prunelab.errors import UserError
 from prunelab.models import prunable_layers
-from prunelab.params import PruneParams
+from prunelab.params import PruneParams, SensitivityParams
 from prunelab.prune import prune_model, resolve_method
 
 
@@ -49,7 +51,7 @@ def layer_curves(
         curve = {}
         for amount in amounts:
             pruned = copy.deepcopy(model)
-            prune_model(pruned, _params(base, method, unit, amount))
+            prune_model(pruned, base.one_shot(method, amount, unit))
             curve[str(amount)] = score(pruned)
         curves["+".join(unit)] = curve
     return curves
@@ -76,10 +78,10 @@ def compare_with_uniform(
     the same overall sparsity (counted from the masks)."""
     layers = list(per_layer)
     derived_model = copy.deepcopy(model)
-    result = prune_model(derived_model, _params(base, method, layers, 0.0, per_layer))
+    result = prune_model(derived_model, base.one_shot(method, 0.0, layers, per_layer=per_layer))
     sparsity = result.targeted_sparsity
     uniform_model = copy.deepcopy(model)
-    uniform = prune_model(uniform_model, _params(base, method, layers, round(sparsity, 4)))
+    uniform = prune_model(uniform_model, base.one_shot(method, round(sparsity, 4), layers))
     return Derived(
         per_layer,
         score(derived_model),
@@ -90,18 +92,42 @@ def compare_with_uniform(
     )
 
 
-def _params(
-    base: PruneParams, method: str, targets: list[str], amount: float, per_layer: dict | None = None
-) -> PruneParams:
-    return base.model_copy(
-        update={
-            "method": method,
-            "amount": amount,
-            "targets": targets,
-            "exclude": [],
-            "per_layer": per_layer or {},
-            "schedule": "oneshot",
-            "steps": 1,
-            "finetune_between": 0,
-        }
-    )
+def analyse(
+    model: nn.Module, base: PruneParams, cfg: SensitivityParams, score: Callable[[nn.Module], float]
+) -> dict[str, Any]:
+    """The whole analysis, as the sensitivity stage writes it: per method, each unit's curve,
+    the derived per-layer amounts and their comparison with uniform pruning."""
+    reference = score(model)
+    results: dict[str, dict] = {}
+    for method in cfg.methods:
+        curves = layer_curves(model, base, method, cfg.amounts, score)
+        per_layer = derive_amounts(curves, reference, cfg.budget)
+        comparison = compare_with_uniform(model, base, method, per_layer, score)
+        results[method] = {"curves": curves, "derived": asdict(comparison)}
+    return {"val_acc_dense": reference, "budget": cfg.budget, "methods": results}
+
+
+def plot_rows(curves: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
+    """One row per unit and amount, the shape of DVC's by-layer plot."""
+    return [
+        {"layer": unit, "amount": float(a), "val_acc": acc}
+        for unit, c in curves.items()
+        for a, acc in c.items()
+    ]
+
+
+def with_derived_amounts(cfg: PruneParams, summary: dict) -> PruneParams:
+    """prune.per_layer: from_sensitivity → the amounts derived for prune.method, on those layers
+    (`summary` is what the sensitivity stage wrote)."""
+    methods = summary.get("methods", {})
+    if cfg.method not in methods:
+        raise UserError(
+            f"prune.per_layer = from_sensitivity: no sensitivity results for prune.method '{cfg.method}' "
+            f"(analysed: {', '.join(methods) or 'none'}); add it to sensitivity.methods"
+        )
+    per_layer = {k: v for k, v in methods[cfg.method]["derived"]["per_layer"].items() if v > 0}
+    if not per_layer:
+        raise UserError(
+            "prune.per_layer = from_sensitivity: no layer stays within sensitivity.budget at any amount"
+        )
+    return cfg.model_copy(update={"per_layer": per_layer, "targets": list(per_layer), "exclude": []})

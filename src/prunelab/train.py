@@ -1,4 +1,4 @@
-"""The training loop, shared by train and finetune (one loop, two callers), and prediction.
+"""The training loop, shared by train, finetune and fine-tuning between pruning steps.
 
 Fast on CPU by construction: the data set is an in-memory uint8 tensor augmented per batch,
 activations are channels_last, and bf16 autocast is used where the hardware has it. Runs are
@@ -7,12 +7,10 @@ seeded per epoch, so an interrupted run resumed from its last epoch ends bit-ide
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from functools import cache
 from pathlib import Path
 
 import torch
@@ -21,60 +19,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import nn
 
 from prunelab.data import Split, normalize, random_crop_flip
+from prunelab.device import autocast, channels_last, resolve_device, resolve_precision
 from prunelab.errors import UserError
 from prunelab.io import atomic_path, torch_load
-from prunelab.params import TrainParams
-
-
-@cache
-def cpu_has_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("train.device = 'cuda': no CUDA device here; use 'auto' or 'cpu'")
-    return torch.device(name)
-
-
-def resolve_precision(name: str, device: torch.device) -> torch.dtype:
-    """bf16 autocast where the device computes it natively, else fp32."""
-    if name == "fp32":
-        return torch.float32
-    if name == "bf16":
-        return torch.bfloat16
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
-    return torch.bfloat16 if cpu_has_bf16() else torch.float32
-
-
-def autocast(device: torch.device, dtype: torch.dtype) -> torch.autocast:
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == torch.bfloat16)
-
-
-@contextlib.contextmanager
-def channels_last(model: nn.Module, device: torch.device) -> Iterator[nn.Module]:
-    """Run `model` on `device` in channels_last (fast convs on CPU and GPU), then give it back
-    in the layout it came in: pruning code flattens weights with .view(), which needs it."""
-    weights = [p for p in model.parameters() if p.dim() == 4]
-    was_channels_last = (
-        bool(weights)
-        and weights[0].is_contiguous(memory_format=torch.channels_last)
-        and not weights[0].is_contiguous()
-    )
-    model.to(device).to(memory_format=torch.channels_last)
-    try:
-        yield model
-    finally:
-        model.to("cpu").to(
-            memory_format=torch.channels_last if was_channels_last else torch.contiguous_format
-        )
+from prunelab.params import FinetuneParams, TrainParams
+from prunelab.predict import accuracy, predict
 
 
 @dataclass
@@ -227,7 +176,14 @@ def _fit(
                 optimizer.step()
                 if keeper:
                     keeper.after_step(optimizer)
-                loss_sum += loss.item() * len(y)
+                loss_value = loss.item()
+                if not math.isfinite(loss_value):
+                    raise UserError(
+                        f"{label}: the loss became {loss_value} in epoch {epoch + 1}, step {i + 1} at "
+                        f"lr {lr:.4g}: training diverged; lower the learning rate (train.lr, or "
+                        "finetune.lr when fine-tuning) and run the stage again"
+                    )
+                loss_sum += loss_value * len(y)
                 correct += (logits.argmax(1) == y).sum().item()
                 seen += len(y)
                 progress.update(task, advance=1, stats=f"loss {loss_sum / seen:.3f}")
@@ -237,7 +193,7 @@ def _fit(
             if val is not None and len(val) and (last or scheduled):
                 logits = predict(model, val.images, batch_size=1000, device=device, dtype=dtype)
                 val_loss = nn.functional.cross_entropy(logits, val.labels).item()
-                val_acc = (logits.argmax(1) == val.labels).float().mean().item()
+                val_acc = accuracy(logits, val.labels)
             record = EpochRecord(
                 epoch + 1,
                 lr,
@@ -270,77 +226,27 @@ def _fit(
     return history
 
 
-@torch.no_grad()
-def whiten_first_conv(model: nn.Module, images: torch.Tensor) -> None:
-    """airbench's whitening init of the first conv, from (up to 5,000) uint8 training images:
-    its filters become the top principal directions of the image patches, each with its
-    negation, so its outputs start decorrelated.
-
-    Unlike airbench, every filter keeps the norm of the default init instead of 1/√eigenvalue:
-    a BatchNorm follows and sets each channel's scale anyway, and with whitening's scales the
-    filters' norms would rank them by *inverse* importance, which norm-based pruning of conv1
-    (the seed experiment) would then follow. Equal norms also give every filter the same
-    effective learning rate."""
-    conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
-    if conv is None:
-        raise UserError("train.whiten: the model has no Conv2d; set train.whiten: false")
-    c, (kh, kw) = conv.in_channels, conv.kernel_size
-    dims = c * kh * kw
-    if conv.groups != 1 or conv.out_channels % 2 or conv.out_channels > 2 * dims or images.shape[1] != c:
-        raise UserError(
-            f"train.whiten: the first conv ({c}→{conv.out_channels}, {kh}×{kw}) needs an even "
-            f"out_channels ≤ {2 * dims} and {c}-channel input images; set train.whiten: false"
-        )
-    x = normalize(images[:5000]).float()
-    patches = x.unfold(2, kh, 1).unfold(3, kw, 1).permute(0, 2, 3, 1, 4, 5).reshape(-1, dims)
-    _, eigenvectors = torch.linalg.eigh((patches.T @ patches).double() / len(patches))
-    keep = conv.out_channels // 2
-    norm = conv.weight.detach().flatten(1).norm(dim=1).mean()
-    top = eigenvectors.T.flip(0)[:keep]  # unit norm, largest eigenvalue first
-    filters = (top * norm).reshape(keep, c, kh, kw).to(conv.weight.dtype)
-    conv.weight.data.copy_(torch.cat([filters, -filters]))
-    if conv.bias is not None:
-        conv.bias.data.zero_()
-
-
-def translate(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
-    """Shift a batch by (dy, dx) pixels, filling the border by reflection."""
-    pad = max(abs(dy), abs(dx))
-    h, w = x.shape[-2:]
-    padded = nn.functional.pad(x, (pad,) * 4, mode="reflect")
-    return padded[..., pad - dy : pad - dy + h, pad - dx : pad - dx + w]
-
-
-@torch.no_grad()
-def predict(
+def fine_tuning_between_steps(
     model: nn.Module,
-    images: torch.Tensor,
-    *,
-    batch_size: int = 1000,
-    device: torch.device | None = None,
-    dtype: torch.dtype = torch.float32,
-    tta: str = "none",
-) -> torch.Tensor:
-    """Logits (float32, on CPU) for uint8 images, test-time augmented as `tta` says
-    (none, flip, flip_translate: see EvaluateParams.tta)."""
-    if tta not in ("none", "flip", "flip_translate"):
-        raise ValueError(f"unknown tta mode {tta!r}")
+    train: Split,
+    val: Split,
+    train_cfg: TrainParams,
+    finetune: FinetuneParams,
+    epochs: int,
+    steps: int,
+) -> Callable[[int], None]:
+    """The `between_steps` callback of gradual pruning: `epochs` of fine-tuning (finetune.*
+    settings, seeded per step) after step k. It runs while the pruning parametrisation
+    (weight = weight_orig * mask) is still active, so pruned weights stay zero."""
+    step_cfg = finetune.train_params(train_cfg, epochs=epochs)
 
-    def mirrored(x: torch.Tensor) -> torch.Tensor:
-        return (model(x).float() + model(x.flip(-1)).float()) / 2
+    def after_step(step: int) -> None:
+        fit(
+            model,
+            train,
+            step_cfg.model_copy(update={"seed": step_cfg.seed + step}),
+            val=val,
+            label=f"step {step}/{steps} fine-tune",
+        )
 
-    device = device or next(model.parameters()).device
-    was_training = model.training
-    chunks = []
-    with channels_last(model.eval(), device):
-        for start in range(0, len(images), batch_size):
-            x = normalize(images[start : start + batch_size].to(device))
-            with autocast(device, dtype):
-                logits = model(x).float() if tta == "none" else mirrored(x)
-                if tta == "flip_translate":
-                    # each one-pixel shift once, the mirror with one of them: 4 passes
-                    shifted = model(translate(x, 1, 1)).float() + model(translate(x, -1, -1).flip(-1)).float()
-                    logits = (logits + shifted / 2) / 2
-            chunks.append(logits.cpu())
-    model.train(was_training)
-    return torch.cat(chunks) if chunks else torch.empty(0, 10)
+    return after_step

@@ -1,6 +1,7 @@
 """The stages as Typer commands: each module's `main` is both `python stages/<name>.py` (DVC's
 entry point) and `prunelab <name>` (the installed command). Commands are glue only: read
-params, call the library, write outputs atomically, say where they went."""
+params, call the library, write outputs together once all are complete (io.staged_outputs),
+say where they went. This module only words messages, so dvc.yaml leaves it out of deps."""
 
 from __future__ import annotations
 
@@ -14,21 +15,23 @@ import typer
 from rich.console import Console
 
 from prunelab.errors import UserError
+from prunelab.params import ParamsError
 
-console = Console(highlight=False)
+# Without a terminal (dvc repro, CI) rich would cut tables at 80 columns: give logs room.
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 ParamsOption = Annotated[Path, typer.Option("--params", "-p", help="params.yaml to read")]
 
 
 def user_errors_exit(command: Callable[..., None]) -> Callable[..., None]:
-    """Report a UserError as one line on stderr and exit 2; any other exception is a bug and
-    keeps its traceback."""
+    """Report a UserError (or ParamsError) as one line on stderr and exit 2; any other exception
+    is a bug and keeps its traceback."""
 
     @functools.wraps(command)
     def run(*args: object, **kwargs: object) -> None:
         try:
             command(*args, **kwargs)
-        except UserError as exc:
+        except (UserError, ParamsError) as exc:
             Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {exc.message}")
             sys.stderr.flush()
             raise typer.Exit(2) from None

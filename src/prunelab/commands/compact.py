@@ -3,38 +3,18 @@
 from __future__ import annotations
 
 import copy
-import warnings
 from pathlib import Path
 from typing import Annotated
 
-import torch
 import typer
 
 from prunelab.commands import ParamsOption, done, single_command_app
-from prunelab.compact import compact, max_output_difference
+from prunelab.compact import compact, export_onnx, load_model, max_output_difference
 from prunelab.data import load_split
 from prunelab.errors import UserError
-from prunelab.io import Checkpoint, atomic_path, load_checkpoint, save_checkpoint, write_json
+from prunelab.io import Checkpoint, load_checkpoint, staged_outputs
 from prunelab.measure import count_macs
-from prunelab.models import model_from_checkpoint
 from prunelab.params import load_params
-
-
-def export_onnx(model: torch.nn.Module, path: Path) -> None:
-    """ONNX with a dynamic batch axis, loadable by onnxruntime without torch or prunelab."""
-    with atomic_path(path) as tmp, warnings.catch_warnings():
-        # The TorchScript exporter is deprecated upstream but needs no onnxscript and handles
-        # these plain conv nets exactly (outputs checked against torch in the tests).
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            model.eval(),
-            (torch.zeros(1, 3, 32, 32),),
-            str(tmp),
-            dynamo=False,
-            input_names=["images"],
-            output_names=["logits"],
-            dynamic_axes={"images": {0: "batch"}},
-        )
 
 
 def main(
@@ -53,7 +33,7 @@ def main(
     that the compact model's outputs equal the masked model's on real test images."""
     cfg = load_params(params)
     ckpt = load_checkpoint(model)
-    masked = model_from_checkpoint(ckpt, str(model)).eval()
+    masked = load_model(ckpt, str(model)).eval()
     small = copy.deepcopy(masked)
     removed = compact(small)
     images = load_split(data, train=False).images[:256]
@@ -64,32 +44,34 @@ def main(
             f"> compact.tolerance {cfg.compact.tolerance}; nothing was written. Were channels pruned "
             "without their BatchNorm (a checkpoint from another tool)? Re-prune with prunelab."
         )
-    save_checkpoint(
-        out,
-        Checkpoint(
-            ckpt.arch,
-            ckpt.model_kwargs,
-            small.state_dict(),
-            {},
-            {**ckpt.meta, "stage": "compact", "removed_channels": removed},
-        ),
-    )
-    export_onnx(small, onnx)
     params_dense = sum(p.numel() for p in masked.parameters())
     params_compact = sum(p.numel() for p in small.parameters())
-    write_json(
-        metrics,
-        {
-            "channels_removed": sum(len(v) for v in removed.values()),
-            "layers": {name: len(idxs) for name, idxs in removed.items()},
-            "params_dense": params_dense,
-            "params_compact": params_compact,
-            "macs_dense": count_macs(masked),
-            "macs_compact": count_macs(small),
-            "max_output_difference": difference,
-            "onnx_bytes": onnx.stat().st_size,
-        },
-    )
+    with staged_outputs() as outputs:
+        outputs.save_checkpoint(
+            out,
+            Checkpoint(
+                ckpt.arch,
+                ckpt.model_kwargs,
+                small.state_dict(),
+                {},
+                {**ckpt.meta, "stage": "compact", "removed_channels": removed},
+            ),
+        )
+        staged_onnx = outputs.path(onnx)
+        export_onnx(small, staged_onnx)
+        outputs.write_json(
+            metrics,
+            {
+                "channels_removed": sum(len(v) for v in removed.values()),
+                "layers": {name: len(idxs) for name, idxs in removed.items()},
+                "params_dense": params_dense,
+                "params_compact": params_compact,
+                "macs_dense": count_macs(masked),
+                "macs_compact": count_macs(small),
+                "max_output_difference": difference,
+                "onnx_bytes": staged_onnx.stat().st_size,
+            },
+        )
     what = (
         f"removed {sum(len(v) for v in removed.values())} channels"
         if removed

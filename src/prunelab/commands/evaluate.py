@@ -10,9 +10,11 @@ import typer
 from rich.table import Table
 
 from prunelab.commands import ParamsOption, console, done, single_command_app
+from prunelab.compact import load_model
 from prunelab.data import class_names, load_split
+from prunelab.device import dtype_name, resolve_device, resolve_precision
 from prunelab.errors import UserError
-from prunelab.io import load_checkpoint, write_json
+from prunelab.io import load_checkpoint, staged_outputs
 from prunelab.measure import (
     accuracy_report,
     compare_latency,
@@ -20,10 +22,10 @@ from prunelab.measure import (
     count_macs,
     file_bytes,
     sparsity_report,
+    speedups,
 )
-from prunelab.models import model_from_checkpoint
 from prunelab.params import load_params
-from prunelab.train import predict, resolve_device, resolve_precision
+from prunelab.predict import predict
 
 
 def main(
@@ -44,10 +46,11 @@ def main(
     classes = class_names(data)
     device = resolve_device(cfg.train.device)
     dtype = resolve_precision(cfg.train.precision, device)
-    results, confusions, nets = {}, {}, {}
-    for name, path in named.items():
-        ckpt = load_checkpoint(path)
-        net = model_from_checkpoint(ckpt, str(path))
+    # every checkpoint is loaded (and checked) before any work
+    nets = {name: load_model(load_checkpoint(path), str(path)) for name, path in named.items()}
+    results, confusions = {}, {}
+    for name, net in nets.items():
+        path = named[name]
         logits = predict(
             net,
             test.images,
@@ -68,37 +71,22 @@ def main(
             "per_class_acc": report["per_class_acc"],
         }
         confusions[name] = confusion_rows(logits, test.labels, classes)
-        nets[name] = net
+    # speed-ups against the baseline, else the first model, measured in the same rounds
+    reference = "baseline" if "baseline" in nets else next(iter(nets))
     for batch in cfg.evaluate.latency_batch_sizes:
         timings = compare_latency(nets, batch, dtype, cfg.evaluate.latency_seconds)
-        for name, timing in timings.items():
-            results[name][f"latency_ms_b{batch}"] = timing["median_ms"]
-            results[name][f"latency_iqr_ms_b{batch}"] = timing["iqr_ms"]
-    _add_speedups(results, cfg.evaluate.latency_batch_sizes)
-    write_json(
-        metrics,
-        {
-            **results,
-            "latency_setup": {
-                "device": "cpu",
-                "threads": torch.get_num_threads(),
-                "precision": str(dtype).removeprefix("torch."),
-            },
-        },
-    )
-    for name, rows in confusions.items():
-        write_json(plots / f"{name}.json", rows)
+        latency = {name: timing["median_ms"] for name, timing in timings.items()}
+        for name, speedup in speedups(latency, reference).items():
+            results[name][f"latency_ms_b{batch}"] = timings[name]["median_ms"]
+            results[name][f"latency_iqr_ms_b{batch}"] = timings[name]["iqr_ms"]
+            results[name][f"speedup_b{batch}"] = speedup
+    setup = {"device": "cpu", "threads": torch.get_num_threads(), "precision": dtype_name(dtype)}
+    with staged_outputs() as outputs:
+        outputs.write_json(metrics, {**results, "latency_setup": setup})
+        for name, rows in confusions.items():
+            outputs.write_json(plots / f"{name}.json", rows)
     _print_table(results, cfg.evaluate.latency_batch_sizes)
     done("evaluated", metrics, plots)
-
-
-def _add_speedups(results: dict[str, dict], batch_sizes: list[int]) -> None:
-    """Speed-up of every model against the baseline (else the first model), measured in this run."""
-    reference = results.get("baseline") or next(iter(results.values()))
-    for r in results.values():
-        for batch in batch_sizes:
-            key = f"latency_ms_b{batch}"
-            r[f"speedup_b{batch}"] = round(reference[key] / r[key], 3)
 
 
 def _parse_model_option(option: str) -> tuple[str, Path]:

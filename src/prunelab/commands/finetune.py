@@ -8,11 +8,11 @@ from typing import Annotated
 import typer
 
 from prunelab.commands import ParamsOption, done, single_command_app
+from prunelab.compact import load_model
 from prunelab.data import load_split, split_validation
 from prunelab.errors import UserError
-from prunelab.io import Checkpoint, load_checkpoint, save_checkpoint, write_json
+from prunelab.io import Checkpoint, load_checkpoint, staged_outputs
 from prunelab.measure import sparsity_report
-from prunelab.models import model_from_checkpoint
 from prunelab.params import load_params
 from prunelab.tracking import dvclive_epochs
 from prunelab.train import EpochRecord, fit
@@ -34,54 +34,55 @@ def main(
     weights stay exactly zero: gradients, momentum and weights are masked after every step."""
     cfg = load_params(params)
     ckpt = load_checkpoint(model)
-    net = model_from_checkpoint(ckpt, str(model))
+    net = load_model(ckpt, str(model))
     unknown = sorted(set(ckpt.masks) - {name for name, _ in net.named_parameters()})
     if unknown:
         raise UserError(f"{model}: masks name parameters the model lacks: {', '.join(unknown)}")
     before = sparsity_report(net)
     history: list[EpochRecord] = []
-    with dvclive_epochs(live) as log:
-        if cfg.finetune.epochs > 0:
-            train_split, val_split = split_validation(
-                load_split(data, train=True), cfg.data.val_size, cfg.data.split_seed
-            )
-            history = fit(
-                net,
-                train_split,
-                cfg.finetune.train_params(cfg.train),
-                val=val_split,
-                masks=ckpt.masks,
-                on_epoch=log,
-                label="finetune",
-            )
-    after = sparsity_report(net)
-    params_by_name = dict(net.named_parameters())
-    revived = sum(int((params_by_name[n].detach()[~m] != 0).sum()) for n, m in ckpt.masks.items())
-    if revived:  # the invariant users rely on; never silent
-        raise RuntimeError(f"fine-tuning revived {revived} pruned weights; please report this bug")
-    save_checkpoint(
-        out,
-        Checkpoint(
-            ckpt.arch,
-            ckpt.model_kwargs,
-            net.state_dict(),
-            ckpt.masks,
-            {**ckpt.meta, "stage": "finetune", "finetune": cfg.finetune.model_dump()},
-        ),
-    )
-    last = history[-1] if history else None
-    write_json(
-        metrics,
-        {
-            "epochs": len(history),
-            "val_acc": round(last.val_acc, 6) if last and last.val_acc is not None else None,
-            "sparsity": after["sparsity"],
-            "params_zero_before": before["params_zero"],
-            "params_zero_after": after["params_zero"],
-            "pruned_weights_nonzero": revived,
-            "seconds": round(sum(r.seconds for r in history), 1),
-        },
-    )
+    splits = None
+    if cfg.finetune.epochs > 0:  # read the data before anything is written
+        splits = split_validation(load_split(data, train=True), cfg.data.val_size, cfg.data.split_seed)
+    with staged_outputs() as outputs:
+        with dvclive_epochs(outputs.path(live)) as log:
+            if splits is not None:
+                history = fit(
+                    net,
+                    splits[0],
+                    cfg.finetune.train_params(cfg.train),
+                    val=splits[1],
+                    masks=ckpt.masks,
+                    on_epoch=log,
+                    label="finetune",
+                )
+        after = sparsity_report(net)
+        params_by_name = dict(net.named_parameters())
+        revived = sum(int((params_by_name[n].detach()[~m] != 0).sum()) for n, m in ckpt.masks.items())
+        if revived:  # the invariant users rely on; never silent
+            raise RuntimeError(f"fine-tuning revived {revived} pruned weights; please report this bug")
+        outputs.save_checkpoint(
+            out,
+            Checkpoint(
+                ckpt.arch,
+                ckpt.model_kwargs,
+                net.state_dict(),
+                ckpt.masks,
+                {**ckpt.meta, "stage": "finetune", "finetune": cfg.finetune.model_dump()},
+            ),
+        )
+        last = history[-1] if history else None
+        outputs.write_json(
+            metrics,
+            {
+                "epochs": len(history),
+                "val_acc": round(last.val_acc, 6) if last and last.val_acc is not None else None,
+                "sparsity": after["sparsity"],
+                "params_zero_before": before["params_zero"],
+                "params_zero_after": after["params_zero"],
+                "pruned_weights_nonzero": revived,
+                "seconds": round(sum(r.seconds for r in history), 1),
+            },
+        )
     done(f"fine-tuned for {len(history)} epoch(s)", out, metrics)
 
 

@@ -10,7 +10,7 @@ from rich.markdown import Markdown
 
 from prunelab.commands import ParamsOption, console, done, single_command_app
 from prunelab.errors import UserError
-from prunelab.io import read_json, write_json, write_text
+from prunelab.io import read_json, staged_outputs
 from prunelab.params import load_params
 from prunelab.report import plot_rows, save_sweep_png, sweep_table_markdown
 
@@ -41,9 +41,10 @@ def main(
             points.append(read_json(path))
     dense = read_json(train_metrics).get("val_acc") if train_metrics.is_file() else None
     markdown = sweep_table_markdown(points, cfg.sweep.amounts, dense)
-    write_text(table, markdown)
-    write_json(plot, plot_rows(points))
-    save_sweep_png(points, dense, png)
+    with staged_outputs() as outputs:
+        outputs.write_text(table, markdown)
+        outputs.write_json(plot, plot_rows(points))
+        save_sweep_png(points, dense, outputs.path(png))
     console.print(Markdown(markdown))
     done("report", table, plot, png)
 

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import statistics
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from prunelab.commands import ParamsOption, done, single_command_app
+from prunelab.compact import load_model
 from prunelab.data import validation_images
+from prunelab.device import resolve_device, resolve_precision
 from prunelab.errors import UserError
 from prunelab.io import load_checkpoint, write_json
-from prunelab.measure import sparsity_report
-from prunelab.models import model_from_checkpoint
 from prunelab.params import check_amount, load_params
-from prunelab.prune import prune_model, resolve_method
-from prunelab.train import predict, resolve_device, resolve_precision
+from prunelab.prune import check_method_names
+from prunelab.sweep import score_point
 
 
 def main(
@@ -33,40 +32,23 @@ def main(
     validation split (the test set is kept for evaluate); seed-dependent methods once per
     sweep.seeds entry, reported as mean and std."""
     cfg = load_params(params)
-    pruning = resolve_method(method)
-    prune_cfg = cfg.sweep.prune_params(cfg.prune, method, _parse_amount(amount))
-    seeds = cfg.sweep.seeds if pruning.stochastic(prune_cfg) else cfg.sweep.seeds[:1]
+    check_method_names([method], "--method")
+    point_amount = _parse_amount(amount)
     ckpt = load_checkpoint(model)
     val = validation_images(data, cfg.data.val_size, cfg.data.split_seed, cfg.sweep.val_images)
     device = resolve_device(cfg.train.device)
-    accs = []
-    for seed in seeds:
-        net = model_from_checkpoint(ckpt, str(model))
-        result = prune_model(net, prune_cfg.model_copy(update={"seed": seed}))
-        logits = predict(
-            net,
-            val.images,
-            batch_size=cfg.evaluate.batch_size,
-            device=device,
-            dtype=resolve_precision(cfg.train.precision, device),
-        )
-        accs.append((logits.argmax(1) == val.labels).float().mean().item())
-    sparsity = sparsity_report(net)
-    write_json(
-        out,
-        {
-            "method": method,
-            "amount": prune_cfg.amount,
-            "val_acc": round(statistics.fmean(accs), 6),
-            "val_acc_std": round(statistics.stdev(accs), 6) if len(accs) > 1 else 0.0,
-            "val_acc_by_seed": {str(s): round(a, 6) for s, a in zip(seeds, accs, strict=True)},
-            "targeted_sparsity": result.targeted_sparsity,
-            "sparsity": sparsity["sparsity"],
-            "params_nonzero": sparsity["params_nonzero"],
-            "params": sparsity["params"],
-            "val_images": len(val),
-        },
+    point = score_point(
+        lambda: load_model(ckpt, str(model)),
+        cfg.prune,
+        cfg.sweep,
+        method,
+        point_amount,
+        val,
+        batch_size=cfg.evaluate.batch_size,
+        device=device,
+        dtype=resolve_precision(cfg.train.precision, device),
     )
+    write_json(out, point)
     done(f"sweep point {method} @ {amount}", out)
 
 

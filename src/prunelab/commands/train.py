@@ -12,11 +12,12 @@ import typer
 
 from prunelab.commands import ParamsOption, done, single_command_app
 from prunelab.data import load_split, split_validation
-from prunelab.io import Checkpoint, load_init_state, load_state_into, save_checkpoint, write_json
-from prunelab.models import build_model
+from prunelab.device import dtype_name, resolve_device, resolve_precision
+from prunelab.io import Checkpoint, load_init_state, load_state_into, staged_outputs
+from prunelab.models import build_model, whiten_first_conv
 from prunelab.params import load_params
 from prunelab.tracking import dvclive_epochs
-from prunelab.train import fit, resolve_device, resolve_precision, whiten_first_conv
+from prunelab.train import fit
 
 
 def main(
@@ -45,48 +46,45 @@ def main(
         load_state_into(model, load_init_state(cfg.train.init), f"train.init {cfg.train.init}")
     elif cfg.train.whiten:
         whiten_first_conv(model, train_split.images)
-    fingerprint = hashlib.sha256(
-        json.dumps(
-            [cfg.model.model_dump(), cfg.train.model_dump(), cfg.data.model_dump()], sort_keys=True
-        ).encode()
-    ).hexdigest()
-
-    with dvclive_epochs(live) as log:
-        history = fit(
-            model,
-            train_split,
-            cfg.train,
-            val=val_split,
-            resume_file=resume,
-            fingerprint=fingerprint,
-            on_epoch=log,
-        )
-
-    save_checkpoint(
-        out,
-        Checkpoint(
-            arch=cfg.model.arch,
-            model_kwargs=cfg.model.kwargs,
-            state_dict=model.state_dict(),
-            meta={"stage": "train", "epochs": cfg.train.epochs, "seed": cfg.train.seed},
-        ),
-    )
-    last = history[-1] if history else None
+    # What the resume state must match: every setting that shapes the weights.
+    shaping = [cfg.model.model_dump(), cfg.train.model_dump(), cfg.data.model_dump(exclude={"source"})]
+    fingerprint = hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()
     device = resolve_device(cfg.train.device)
-    write_json(
-        metrics,
-        {
-            "epochs": len(history),
-            "train_loss": round(last.train_loss, 6) if last else None,
-            "train_acc": round(last.train_acc, 6) if last else None,
-            "val_acc": round(last.val_acc, 6) if last and last.val_acc is not None else None,
-            "train_images": len(train_split),
-            "device": device.type,
-            "precision": str(resolve_precision(cfg.train.precision, device)).removeprefix("torch."),
-            "threads": torch.get_num_threads(),
-            "seconds": round(sum(r.seconds for r in history), 1),  # wall clock: varies run to run
-        },
-    )
+    with staged_outputs() as outputs:
+        with dvclive_epochs(outputs.path(live)) as log:
+            history = fit(
+                model,
+                train_split,
+                cfg.train,
+                val=val_split,
+                resume_file=resume,
+                fingerprint=fingerprint,
+                on_epoch=log,
+            )
+        outputs.save_checkpoint(
+            out,
+            Checkpoint(
+                arch=cfg.model.arch,
+                model_kwargs=cfg.model.kwargs,
+                state_dict=model.state_dict(),
+                meta={"stage": "train", "epochs": cfg.train.epochs, "seed": cfg.train.seed},
+            ),
+        )
+        last = history[-1] if history else None
+        outputs.write_json(
+            metrics,
+            {
+                "epochs": len(history),
+                "train_loss": round(last.train_loss, 6) if last else None,
+                "train_acc": round(last.train_acc, 6) if last else None,
+                "val_acc": round(last.val_acc, 6) if last and last.val_acc is not None else None,
+                "train_images": len(train_split),
+                "device": device.type,
+                "precision": dtype_name(resolve_precision(cfg.train.precision, device)),
+                "threads": torch.get_num_threads(),
+                "seconds": round(sum(r.seconds for r in history), 1),  # wall clock: varies run to run
+            },
+        )
     done("trained", out, metrics, live)
 
 

@@ -1,0 +1,72 @@
+"""Where and in what precision models run: resolved once from params, passed down.
+
+Used by training, prediction and measuring alike, so the three agree on the device, on bf16
+autocast and on channels_last.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from prunelab.errors import UserError
+
+
+@cache
+def cpu_has_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("train.device = 'cuda': no CUDA device here; use 'auto' or 'cpu'")
+    return torch.device(name)
+
+
+def resolve_precision(name: str, device: torch.device) -> torch.dtype:
+    """bf16 autocast where the device computes it natively, else fp32."""
+    if name == "fp32":
+        return torch.float32
+    if name == "bf16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+    return torch.bfloat16 if cpu_has_bf16() else torch.float32
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def autocast(device: torch.device, dtype: torch.dtype) -> torch.autocast:
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == torch.bfloat16)
+
+
+@contextlib.contextmanager
+def channels_last(model: nn.Module, device: torch.device) -> Iterator[nn.Module]:
+    """Run `model` on `device` in channels_last (fast convs on CPU and GPU), then give it back
+    in the layout it came in: pruning code flattens weights with .view(), which needs it."""
+    weights = [p for p in model.parameters() if p.dim() == 4]
+    was_channels_last = (
+        bool(weights)
+        and weights[0].is_contiguous(memory_format=torch.channels_last)
+        and not weights[0].is_contiguous()
+    )
+    model.to(device).to(memory_format=torch.channels_last)
+    try:
+        yield model
+    finally:
+        model.to("cpu").to(
+            memory_format=torch.channels_last if was_channels_last else torch.contiguous_format
+        )
