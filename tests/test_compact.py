@@ -9,9 +9,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from prunelab.checkpoints import Checkpoint, load_checkpoint, save_checkpoint
 from prunelab.commands import compact as compact_cmd
 from prunelab.compact import compact, load_model, max_output_difference
-from prunelab.io import Checkpoint, load_checkpoint, save_checkpoint
 from prunelab.models import build_model
 from prunelab.params import PruneParams
 from prunelab.prune import prune_model

@@ -6,8 +6,8 @@ from pathlib import Path
 import torch
 from typer.testing import CliRunner
 
+from prunelab.checkpoints import Checkpoint, load_checkpoint, save_checkpoint
 from prunelab.commands import finetune, prune
-from prunelab.io import Checkpoint, load_checkpoint, save_checkpoint
 from prunelab.models import build_model
 from tests.conftest import write_params
 

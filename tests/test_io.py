@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from prunelab.checkpoints import Checkpoint, load_checkpoint, load_state_into, save_checkpoint
 from prunelab.errors import UserError
-from prunelab.io import Checkpoint, atomic_path, load_checkpoint, load_state_into, save_checkpoint, write_json
+from prunelab.io import atomic_path, write_json
 from prunelab.models import build_model
 
 

@@ -59,16 +59,17 @@ def test_partial_params_get_defaults() -> None:
     assert params.prune.method == "ln_structured"
 
 
-def test_readme_documents_every_param() -> None:
-    readme = (ROOT / "README.md").read_text()
-    table = readme[readme.index("## Parameters") :]
-    missing = [
-        f"{section}.{key}"
-        for section, info in Params.model_fields.items()
-        for key in info.annotation.model_fields
-        if f"`{section}.{key}`" not in table
-    ]
-    assert not missing, f"README.md's Parameters table lacks {missing}"
+def test_params_reference_is_generated_from_the_schema_and_current() -> None:
+    from prunelab.paramdoc import reference_markdown
+
+    reference = reference_markdown()
+    for section, info in Params.model_fields.items():
+        for key, field in info.annotation.model_fields.items():
+            assert f"`{section}.{key}`" in reference
+            assert field.description, f"{section}.{key} has no docstring in params.py"
+    assert (ROOT / "docs/params.md").read_text() == reference, (
+        "docs/params.md is out of date: python -m prunelab.paramdoc > docs/params.md"
+    )
 
 
 def test_readme_exp_run_overrides_are_valid_params() -> None:

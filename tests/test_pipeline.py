@@ -85,6 +85,10 @@ def project(
     return root, env
 
 
+def _refuse_non_finite(name: str) -> None:
+    raise AssertionError(f"{name} in a JSON output")
+
+
 def dvc(root: Path, env: dict[str, str], *args: str) -> str:
     return run(root, sys.executable, "-m", "dvc", *args, env=env)
 
@@ -112,6 +116,14 @@ def test_repro_produces_every_output(project: tuple[Path, dict[str, str]]) -> No
     assert conv1["zero_channels"] == round(0.4 * conv1["channels"])
     assert (root / "dvclive/train/plots/metrics/val/acc.tsv").read_text().count("\n") == 2  # header + 1 epoch
     assert "data/cifar-10-batches-py" not in run(root, "git", "ls-files", env=project[1])  # never in git
+    written = [
+        *root.glob("metrics/**/*.json"),
+        *root.glob("plots/**/*.json"),
+        *root.glob("dvclive/**/*.json"),
+    ]
+    assert len(written) > 10
+    for path in written:  # strict JSON: NaN and Infinity are refused by parsers and by dvc metrics
+        json.loads(path.read_text(), parse_constant=_refuse_non_finite)
 
 
 def test_prune_change_reruns_only_downstream_and_metrics_diff_shows_it(

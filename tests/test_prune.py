@@ -336,7 +336,10 @@ def test_macs_reduction_finds_the_smallest_amount_that_reaches_it() -> None:
         ({"dim": 1, "macs_reduction": 0.5}, "structured method along dim 0"),
         ({"macs_reduction": 0.5, "per_layer": {"conv1": 0.2}}, "remove prune.per_layer"),
         ({"macs_reduction": 1.0}, "macs_reduction"),
-        ({"method": "l1_unstruct"}, r"prune.method = 'l1_unstruct': unknown method; did you mean 'l1_unstructured'"),
+        (
+            {"method": "l1_unstruct"},
+            r"prune.method = 'l1_unstruct': unknown method; did you mean 'l1_unstructured'",
+        ),
         ({"method": "no_such_pkg.x:Y"}, r"prune.method: cannot import module 'no_such_pkg.x'"),
     ],
 )
@@ -348,7 +351,9 @@ def test_bad_prune_params_name_the_param(cfg: dict, message: str) -> None:
 
 def test_per_layer_analysis_refuses_global_methods() -> None:
     check_method_names(["ln_structured", "l1_unstructured"], "sensitivity.methods", per_layer=True)
-    with pytest.raises(UserError, match=r"sensitivity.methods: 'global_unstructured' prunes all layers jointly"):
+    with pytest.raises(
+        UserError, match=r"sensitivity.methods: 'global_unstructured' prunes all layers jointly"
+    ):
         check_method_names(["global_unstructured"], "sensitivity.methods", per_layer=True)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from prunelab.io import load_checkpoint
+from prunelab.checkpoints import load_checkpoint
 from tests.conftest import ROOT, write_params
 
 EPOCHS = 6

@@ -35,7 +35,7 @@ NOT_DEPS = {
 # The library's layers, lowest first; a module may import only from layers below its own.
 LAYERS = [
     {"errors", "params"},
-    {"plugins", "io", "data", "device"},
+    {"plugins", "io", "checkpoints", "data", "device"},
     {"fetch", "synthetic", "models", "predict"},
     {"measure", "train"},
     {"compact", "tracking"},
@@ -121,7 +121,9 @@ def test_stage_deps_are_the_import_closure_of_its_command(name: str) -> None:
 def test_not_deps_are_named_in_dvc_yaml() -> None:
     header = (ROOT / "dvc.yaml").read_text().split("stages:")[0]
     for path in NOT_DEPS:
-        assert path.removeprefix("src/prunelab/") in header, f"dvc.yaml's header must say why {path} is no dep"
+        assert path.removeprefix("src/prunelab/") in header, (
+            f"dvc.yaml's header must say why {path} is no dep"
+        )
 
 
 def library_modules() -> dict[str, Path]:
@@ -146,7 +148,9 @@ def test_library_imports_only_downward_at_module_level() -> None:
             if not at_top:
                 problems.append(f"{module} imports {target} inside a function: import it at the top")
             if layer_of[target] >= layer_of[module]:
-                problems.append(f"{module} (layer {layer_of[module]}) imports {target} (layer {layer_of[target]})")
+                problems.append(
+                    f"{module} (layer {layer_of[module]}) imports {target} (layer {layer_of[target]})"
+                )
     assert not problems, "\n".join(problems)
 
 

@@ -20,9 +20,9 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
+from prunelab.checkpoints import Checkpoint, load_state_into
 from prunelab.data import normalize
 from prunelab.errors import UserError
-from prunelab.io import Checkpoint, load_state_into
 from prunelab.measure import count_macs
 from prunelab.models import build_model, prunable_layers
 

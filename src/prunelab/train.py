@@ -18,10 +18,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import nn
 
+from prunelab.checkpoints import torch_load
 from prunelab.data import Split, normalize, random_crop_flip
 from prunelab.device import autocast, channels_last, resolve_device, resolve_precision
 from prunelab.errors import UserError
-from prunelab.io import atomic_path, torch_load
+from prunelab.io import atomic_path
 from prunelab.params import FinetuneParams, TrainParams
 from prunelab.predict import accuracy, predict
 
@@ -80,6 +81,12 @@ class MaskKeeper:
             buf = optimizer.state.get(param, {}).get("momentum_buffer")
             if buf is not None:
                 buf.mul_(mask)
+
+
+def pruned_weights_nonzero(model: nn.Module, masks: dict[str, torch.Tensor]) -> int:
+    """Pruned positions (False in `masks`) whose weight is not zero: 0 unless masks leaked."""
+    params = dict(model.named_parameters())
+    return sum(int((params[name].detach()[~mask] != 0).sum()) for name, mask in masks.items())
 
 
 def fit(

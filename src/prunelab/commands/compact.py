@@ -8,11 +8,12 @@ from typing import Annotated
 
 import typer
 
+from prunelab.checkpoints import Checkpoint, load_checkpoint, save_checkpoint
 from prunelab.commands import ParamsOption, done, single_command_app
 from prunelab.compact import compact, export_onnx, load_model, max_output_difference
 from prunelab.data import load_split
 from prunelab.errors import UserError
-from prunelab.io import Checkpoint, load_checkpoint, staged_outputs
+from prunelab.io import staged_outputs
 from prunelab.measure import count_macs
 from prunelab.params import load_params
 
@@ -47,8 +48,8 @@ def main(
     params_dense = sum(p.numel() for p in masked.parameters())
     params_compact = sum(p.numel() for p in small.parameters())
     with staged_outputs() as outputs:
-        outputs.save_checkpoint(
-            out,
+        save_checkpoint(
+            outputs.path(out),
             Checkpoint(
                 ckpt.arch,
                 ckpt.model_kwargs,

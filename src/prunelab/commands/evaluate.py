@@ -9,12 +9,13 @@ import torch
 import typer
 from rich.table import Table
 
+from prunelab.checkpoints import load_checkpoint
 from prunelab.commands import ParamsOption, console, done, single_command_app
 from prunelab.compact import load_model
 from prunelab.data import class_names, load_split
 from prunelab.device import dtype_name, resolve_device, resolve_precision
 from prunelab.errors import UserError
-from prunelab.io import load_checkpoint, staged_outputs
+from prunelab.io import staged_outputs
 from prunelab.measure import (
     accuracy_report,
     compare_latency,

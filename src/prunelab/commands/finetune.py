@@ -7,15 +7,16 @@ from typing import Annotated
 
 import typer
 
+from prunelab.checkpoints import Checkpoint, load_checkpoint, save_checkpoint
 from prunelab.commands import ParamsOption, done, single_command_app
 from prunelab.compact import load_model
 from prunelab.data import load_split, split_validation
 from prunelab.errors import UserError
-from prunelab.io import Checkpoint, load_checkpoint, staged_outputs
+from prunelab.io import staged_outputs
 from prunelab.measure import sparsity_report
 from prunelab.params import load_params
 from prunelab.tracking import dvclive_epochs
-from prunelab.train import EpochRecord, fit
+from prunelab.train import EpochRecord, fit, pruned_weights_nonzero
 
 
 def main(
@@ -56,12 +57,11 @@ def main(
                     label="finetune",
                 )
         after = sparsity_report(net)
-        params_by_name = dict(net.named_parameters())
-        revived = sum(int((params_by_name[n].detach()[~m] != 0).sum()) for n, m in ckpt.masks.items())
+        revived = pruned_weights_nonzero(net, ckpt.masks)
         if revived:  # the invariant users rely on; never silent
             raise RuntimeError(f"fine-tuning revived {revived} pruned weights; please report this bug")
-        outputs.save_checkpoint(
-            out,
+        save_checkpoint(
+            outputs.path(out),
             Checkpoint(
                 ckpt.arch,
                 ckpt.model_kwargs,

@@ -7,10 +7,11 @@ from typing import Annotated
 
 import typer
 
+from prunelab.checkpoints import Checkpoint, load_checkpoint, save_checkpoint
 from prunelab.commands import ParamsOption, done, single_command_app
 from prunelab.compact import compacted_macs, load_model
 from prunelab.data import load_split, split_validation
-from prunelab.io import Checkpoint, load_checkpoint, read_json, staged_outputs
+from prunelab.io import read_json, staged_outputs
 from prunelab.measure import count_macs, sparsity_report
 from prunelab.params import load_params
 from prunelab.prune import amount_for_macs_reduction, check_prune_params, prune_model
@@ -60,8 +61,8 @@ def main(
         macs["macs_compact"] = compacted_macs(net)
         macs["macs_reduction"] = round(1 - macs["macs_compact"] / macs_before, 6)
     with staged_outputs() as outputs:
-        outputs.save_checkpoint(
-            out,
+        save_checkpoint(
+            outputs.path(out),
             Checkpoint(
                 arch=ckpt.arch,
                 model_kwargs=ckpt.model_kwargs,

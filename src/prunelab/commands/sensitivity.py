@@ -9,11 +9,12 @@ from typing import Annotated
 import typer
 from torch import nn
 
+from prunelab.checkpoints import load_checkpoint
 from prunelab.commands import ParamsOption, console, done, single_command_app
 from prunelab.compact import load_model
 from prunelab.data import validation_images
 from prunelab.device import resolve_device, resolve_precision
-from prunelab.io import load_checkpoint, staged_outputs
+from prunelab.io import staged_outputs
 from prunelab.params import load_params
 from prunelab.predict import split_accuracy
 from prunelab.prune import check_method_names

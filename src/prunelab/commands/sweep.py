@@ -7,12 +7,13 @@ from typing import Annotated
 
 import typer
 
+from prunelab.checkpoints import load_checkpoint
 from prunelab.commands import ParamsOption, done, single_command_app
 from prunelab.compact import load_model
 from prunelab.data import validation_images
 from prunelab.device import resolve_device, resolve_precision
 from prunelab.errors import UserError
-from prunelab.io import load_checkpoint, write_json
+from prunelab.io import write_json
 from prunelab.params import check_amount, load_params
 from prunelab.prune import check_method_names
 from prunelab.sweep import score_point

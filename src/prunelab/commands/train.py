@@ -10,10 +10,11 @@ from typing import Annotated
 import torch
 import typer
 
+from prunelab.checkpoints import Checkpoint, load_init_state, load_state_into, save_checkpoint
 from prunelab.commands import ParamsOption, done, single_command_app
 from prunelab.data import load_split, split_validation
 from prunelab.device import dtype_name, resolve_device, resolve_precision
-from prunelab.io import Checkpoint, load_init_state, load_state_into, staged_outputs
+from prunelab.io import staged_outputs
 from prunelab.models import build_model, whiten_first_conv
 from prunelab.params import load_params
 from prunelab.tracking import dvclive_epochs
@@ -61,8 +62,8 @@ def main(
                 fingerprint=fingerprint,
                 on_epoch=log,
             )
-        outputs.save_checkpoint(
-            out,
+        save_checkpoint(
+            outputs.path(out),
             Checkpoint(
                 arch=cfg.model.arch,
                 model_kwargs=cfg.model.kwargs,
