@@ -73,10 +73,11 @@ def test_params_reference_is_generated_from_the_schema_and_current() -> None:
 
 
 def test_readme_exp_run_overrides_are_valid_params() -> None:
-    """Every `dvc exp run -S key=value` the README shows must name real keys with valid values,
+    """Every `dvc exp run -S key=value` the README and docs/ show must name real keys with valid values,
     applied the way DVC applies them: YAML values at dotted paths into params.yaml, all of one
     command's overrides together, and `--queue` grids (`a,b`) as their product."""
-    text = (ROOT / "README.md").read_text().replace("\\\n", " ")
+    docs = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    text = "\n".join(path.read_text() for path in docs).replace("\\\n", " ")
     commands = [
         shlex.split(line.split("#")[0])
         for line in text.splitlines()
