@@ -178,17 +178,23 @@ def test_sweep_points_and_report(project: tuple[Path, dict[str, str]]) -> None:
             point = json.loads((root / f"metrics/sweep/{method}-{amount}.json").read_text())
             # exact counts are unit-tested; here structured rounding on 8-filter layers is ±1/16
             assert point["method"] == method and point["targeted_sparsity"] == pytest.approx(amount, abs=0.07)
-            # a plugin may be seed-dependent: scored once per sweep.seeds entry; l1 once
-            seeds = ["0", "1", "2"] if method == PLUGIN else ["0"]
-            assert list(point["val_acc_by_seed"]) == seeds
-            mean = sum(point["val_acc_by_seed"].values()) / len(seeds)
-            assert point["val_acc"] == pytest.approx(mean, abs=1e-6)
+            assert list(point["recovery"]) == ["none", "bn_recalibration"]  # the default sweep.recovery
+            for result in point["recovery"].values():
+                # a plugin may be seed-dependent: scored once per sweep.seeds entry; l1 once
+                seeds = ["0", "1", "2"] if method == PLUGIN else ["0"]
+                assert list(result["val_acc_by_seed"]) == seeds
+                mean = sum(result["val_acc_by_seed"].values()) / len(seeds)
+                assert result["val_acc"] == pytest.approx(mean, abs=1e-6)
+            assert point["compression"] == pytest.approx(point["params"] / point["params_nonzero"], rel=1e-3)
+            structured = method == PLUGIN  # FPGM removes whole filters: the compacted model is smaller
+            assert (point["macs_compact"] < point["macs"]) == structured
     table = (root / "report/sweep.md").read_text()
     assert "| l1_unstructured |" in table and PLUGIN in table and "mean ± std over 3 seeds" in table
-    plugin_row = next(line for line in table.splitlines() if line.startswith(f"| {PLUGIN}"))
-    assert plugin_row.count("±") == 2
+    assert "(`none`)" in table and "(`bn_recalibration`)" in table and "What each point costs" in table
+    plugin_rows = [line for line in table.splitlines() if line.startswith(f"| {PLUGIN}")]
+    assert [row.count("±") for row in plugin_rows] == [2, 2, 0]  # two recoveries, then the cost table
     assert (root / "report/sweep.png").read_bytes()[:4] == b"\x89PNG"
-    assert len(json.loads((root / "plots/sweep.json").read_text())) == 4
+    assert len(json.loads((root / "plots/sweep.json").read_text())) == 8  # 4 points × 2 recoveries
 
 
 def test_editing_one_sweep_entry_reruns_only_its_points(project: tuple[Path, dict[str, str]]) -> None:

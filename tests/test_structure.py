@@ -38,7 +38,7 @@ LAYERS = [
     {"plugins", "io", "checkpoints", "data", "device"},
     {"fetch", "synthetic", "models", "predict"},
     {"measure", "train"},
-    {"compact", "tracking"},
+    {"compact", "tracking", "recovery"},
     {"prune"},
     {"sensitivity", "sweep"},
     {"report", "paramdoc", "examples", "examples.fpgm"},
@@ -251,9 +251,15 @@ def test_every_stage_lists_the_params_it_reads(
 ) -> None:
     """Runs every stage's command from dvc.yaml in-process, on generated data, with settings
     that reach every reader of prune.*: a structured and a global method, and a plugin (which
-    reads prune.options)."""
+    reads prune.options); and every recovery of the sweep."""
     plugin = "prunelab.examples.fpgm:GeometricMedianStructured"
-    sweep = {"methods": ["ln_structured", "global_unstructured", plugin], "amounts": [0.5], "seeds": [0, 1]}
+    sweep = {
+        "methods": ["ln_structured", "global_unstructured", plugin],
+        "amounts": [0.5],
+        "seeds": [0, 1],
+        "recovery": ["none", "bn_recalibration", "finetune"],
+        "recalibration_images": 64,
+    }
     write_params(
         tmp_path / "params.yaml",
         {

@@ -76,12 +76,18 @@ def split_validation(train: Split, val_size: int, seed: int) -> tuple[Split, Spl
     return Split(train.images[rest], train.labels[rest]), Split(train.images[val], train.labels[val])
 
 
-def validation_images(root: str | Path, val_size: int, seed: int, limit: int = 0) -> Split:
-    """The first `limit` images (0 = all) of the validation hold-out, for scoring choices."""
-    _, val = split_validation(load_split(root, train=True), val_size, seed)
+def train_and_validation(root: str | Path, val_size: int, seed: int, limit: int = 0) -> tuple[Split, Split]:
+    """The training split, and the first `limit` images (0 = all) of the validation hold-out,
+    for scoring choices."""
+    train, val = split_validation(load_split(root, train=True), val_size, seed)
     if not len(val):
         raise UserError("data.val_size = 0: scoring needs the validation split; set it > 0")
-    return Split(val.images[:limit], val.labels[:limit]) if limit else val
+    return train, Split(val.images[:limit], val.labels[:limit]) if limit else val
+
+
+def validation_images(root: str | Path, val_size: int, seed: int, limit: int = 0) -> Split:
+    """The first `limit` images (0 = all) of the validation hold-out, for scoring choices."""
+    return train_and_validation(root, val_size, seed, limit)[1]
 
 
 def class_names(root: str | Path) -> list[str]:

@@ -336,7 +336,27 @@ class SweepParams(Section):
     point sees the same images, so comparisons are paired."""
     seeds: Annotated[list[int], Field(min_length=1)] = Field(default_factory=lambda: [0, 1, 2])
     """prune.seed values: a method whose masks depend on the seed (random ones, plugins) is
-    scored once per seed and reported as mean ± std; deterministic ones run once."""
+    scored once per seed and reported as mean ± std; deterministic ones run once, except when
+    fine-tuned (each seed then also seeds the fine-tuning: finetune.seed + seed)."""
+    recovery: Annotated[list[Literal["none", "bn_recalibration", "finetune"]], Field(min_length=1)] = Field(
+        default_factory=lambda: ["none", "bn_recalibration"]
+    )
+    """What each point is scored after, side by side: `none` (one-shot); `bn_recalibration`
+    (BatchNorm running statistics re-estimated on sweep.recalibration_images training images,
+    seconds a point); `finetune` (sweep.finetune_epochs of fine-tuning with masks held and the
+    finetune.* settings, once per sweep.seeds entry: minutes a point on a CPU)."""
+    recalibration_images: Annotated[int, Field(ge=1)] = 2560
+    """Training images (the first of the training split, not augmented) on which
+    `bn_recalibration` re-estimates the BatchNorm statistics."""
+    finetune_epochs: Annotated[int, Field(ge=1)] = 1
+    """The fixed fine-tuning budget of the `finetune` recovery, in epochs."""
+
+    @field_validator("recovery")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("list each recovery once")
+        return value
 
     def point(self, base: PruneParams, method: str, amount: float | int, seed: int) -> PruneParams:
         """The prune settings of one sweep point and seed."""

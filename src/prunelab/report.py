@@ -8,84 +8,119 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+RECOVERY_TITLES = {
+    "none": "one-shot, no recovery",
+    "bn_recalibration": "after BatchNorm recalibration",
+    "finetune": "after fine-tuning with masks held",
+}
+
 
 def sweep_table_markdown(
     points: list[dict[str, Any]], amounts: list[float | int], dense_acc: float | None
 ) -> str:
-    """Rows: methods; columns: amounts; cells: validation accuracy, ± its std over seeds for
-    seed-dependent methods (targeted sparsity)."""
+    """One table per recovery (rows: methods; columns: amounts; cells: validation accuracy, ±
+    its std over seeds where it depends on the seed, and the counted targeted sparsity), then a
+    table of what each point costs."""
     methods = list(dict.fromkeys(p["method"] for p in points))
     by_key = {(p["method"], p["amount"]): p for p in points}
-    header = "| method | " + " | ".join(str(a) for a in amounts) + " |"
-    lines = [header, "|---|" + "---|" * len(amounts)]
-    for method in methods:
-        cells = []
-        for amount in amounts:
-            p = by_key.get((method, amount))
-            cells.append(f"{_accuracy(p)} ({p['targeted_sparsity']:.2f})" if p else "–")
-        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    recoveries = list(dict.fromkeys(r for p in points for r in p["recovery"]))
+    header = "| method | " + " | ".join(str(a) for a in amounts) + " |\n|---|" + "---|" * len(amounts)
+
+    def table(cell: Any) -> str:
+        rows = [
+            f"| {method} | "
+            + " | ".join(cell(by_key[(method, a)]) if (method, a) in by_key else "–" for a in amounts)
+            + " |"
+            for method in methods
+        ]
+        return header + "\n" + "\n".join(rows) + "\n"
+
+    seeds = max((len(s["val_acc_by_seed"]) for p in points for s in p["recovery"].values()), default=1)
     dense = f"Dense baseline: {dense_acc:.4f}. " if dense_acc is not None else ""
-    seeds = max((len(p.get("val_acc_by_seed", {})) for p in points), default=1)
     repeated = (
-        f"Methods whose masks depend on the seed (random ones) show mean ± std over {seeds} seeds "
-        "(sweep.seeds); the random methods are the sanity floor a criterion must beat. "
+        f"Where a result depends on the seed (random methods, plugins, fine-tuning) it is the mean ± "
+        f"std over {seeds} seeds (sweep.seeds); the random methods are the floor a criterion must "
+        "beat. "
         if seeds > 1
         else ""
     )
-    return (
+    parts = [
         "# Pruning methods compared\n\n"
-        f"Validation accuracy after one-shot pruning without fine-tuning (in brackets: the "
-        f"fraction of targeted weights that are zero, counted). {dense}{repeated}\n\n"
-        + "\n".join(lines)
-        + "\n"
+        f"Validation accuracy ({points[0]['val_images'] if points else 0} validation images) of each "
+        "method and amount, after each recovery (sweep.recovery); in brackets the fraction of "
+        f"targeted weights that are zero, counted. {dense}{repeated}\n"
+    ]
+    for recovery in recoveries:
+        parts.append(f"## {RECOVERY_TITLES.get(recovery, recovery)} (`{recovery}`)\n\n")
+        parts.append(
+            table(lambda p, r=recovery: f"{_accuracy(p['recovery'][r])} ({p['targeted_sparsity']:.2f})")
+        )
+        parts.append("\n")
+    parts.append(
+        "## What each point costs\n\nCompression (params / nonzero params) and MACs speed-up of the "
+        "compacted model (dense MACs / compacted MACs; only structured methods remove whole "
+        "channels).\n\n"
     )
+    parts.append(table(lambda p: f"{p['compression']:.2f}× / {p['macs_speedup']:.2f}×"))
+    return "".join(parts)
 
 
-def _accuracy(point: dict[str, Any]) -> str:
-    if len(point.get("val_acc_by_seed", {})) > 1:
-        return f"{point['val_acc']:.4f} ± {point['val_acc_std']:.4f}"
-    return f"{point['val_acc']:.4f}"
+def _accuracy(result: dict[str, Any]) -> str:
+    if len(result.get("val_acc_by_seed", {})) > 1:
+        return f"{result['val_acc']:.4f} ± {result['val_acc_std']:.4f}"
+    return f"{result['val_acc']:.4f}"
 
 
 def plot_rows(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per point and recovery, for the DVC plot (one panel per recovery)."""
     return [
         {
             "method": p["method"],
+            "recovery": recovery,
             "amount": p["amount"],
             "sparsity": p["targeted_sparsity"],
-            "val_acc": p["val_acc"],
-            "val_acc_std": p.get("val_acc_std", 0.0),
+            "val_acc": result["val_acc"],
+            "val_acc_std": result["val_acc_std"],
+            "compression": p["compression"],
+            "macs_speedup": p["macs_speedup"],
         }
         for p in points
+        for recovery, result in p["recovery"].items()
     ]
 
 
 def save_sweep_png(points: list[dict[str, Any]], dense_acc: float | None, path: Path) -> None:
+    """Accuracy against sparsity, one panel per recovery, one line per method."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    for method in dict.fromkeys(p["method"] for p in points):
-        mine = sorted((p for p in points if p["method"] == method), key=lambda p: p["targeted_sparsity"])
-        ax.errorbar(
-            [p["targeted_sparsity"] for p in mine],
-            [p["val_acc"] for p in mine],
-            yerr=[p.get("val_acc_std", 0.0) for p in mine],
-            marker="o",
-            capsize=3,
-            label=method,
-        )
-    if dense_acc is not None:
-        ax.axhline(dense_acc, color="black", linestyle="--", linewidth=1, label="dense baseline")
-    ax.axhline(0.1, color="grey", linestyle=":", linewidth=1, label="chance")
-    ax.set_xlabel("sparsity of the targeted weights")
-    ax.set_ylabel("validation accuracy")
-    ax.set_title("Accuracy vs sparsity, one-shot pruning, no fine-tuning (bars: std over seeds)")
-    ax.set_ylim(0, 1)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    recoveries = list(dict.fromkeys(r for p in points for r in p["recovery"]))
+    fig, axes = plt.subplots(
+        1, len(recoveries), figsize=(6 * len(recoveries), 4.5), dpi=120, squeeze=False, sharey=True
+    )
+    for ax, recovery in zip(axes[0], recoveries, strict=True):
+        for method in dict.fromkeys(p["method"] for p in points):
+            mine = sorted((p for p in points if p["method"] == method), key=lambda p: p["targeted_sparsity"])
+            ax.errorbar(
+                [p["targeted_sparsity"] for p in mine],
+                [p["recovery"][recovery]["val_acc"] for p in mine],
+                yerr=[p["recovery"][recovery]["val_acc_std"] for p in mine],
+                marker="o",
+                capsize=3,
+                label=method,
+            )
+        if dense_acc is not None:
+            ax.axhline(dense_acc, color="black", linestyle="--", linewidth=1, label="dense baseline")
+        ax.axhline(0.1, color="grey", linestyle=":", linewidth=1, label="chance")
+        ax.set_xlabel("sparsity of the targeted weights")
+        ax.set_title(RECOVERY_TITLES.get(recovery, recovery), fontsize=10)
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("validation accuracy")
+    axes[0][-1].legend(fontsize=8)
+    fig.suptitle("Accuracy vs sparsity (bars: std over seeds)", fontsize=11)
     fig.tight_layout()
     fig.savefig(path, format="png")  # the caller stages `path` (io.staged_outputs)
     plt.close(fig)

@@ -1,52 +1,97 @@
 """One point of the comparison sweep: prune the baseline one-shot with a method at an amount,
-score it on the validation split, once per seed where the masks depend on the seed."""
+then score it on the validation split after each recovery (sweep.recovery), once per seed
+where the result depends on the seed, and record what the point costs: compression ratio and
+the MACs of the compacted model."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
 
+from prunelab.compact import compacted_macs
 from prunelab.data import Split
-from prunelab.measure import mean_and_std, sparsity_report
-from prunelab.params import PruneParams, SweepParams
+from prunelab.measure import count_macs, mean_and_std, sparsity_report
+from prunelab.params import Params
 from prunelab.predict import split_accuracy
 from prunelab.prune import prune_model, resolve_method
+from prunelab.recovery import fine_tune, recalibrate_batchnorm
 
 
 def score_point(
     load_baseline: Callable[[], nn.Module],
-    prune: PruneParams,
-    sweep: SweepParams,
+    params: Params,
     method: str,
     amount: float | int,
+    train: Split,
     val: Split,
     *,
-    batch_size: int,
     device: torch.device,
     dtype: torch.dtype,
 ) -> dict[str, Any]:
-    """The metrics of one sweep point; `load_baseline` gives a fresh copy of the dense model."""
-    first = sweep.point(prune, method, amount, sweep.seeds[0])
-    seeds = sweep.seeds if resolve_method(method).stochastic(first) else sweep.seeds[:1]
-    accs = []
+    """The metrics of one sweep point; `load_baseline` gives a fresh copy of the dense model,
+    `train` is the training split (recalibration, fine-tuning), `val` the images scored."""
+    sweep, batch_size = params.sweep, params.evaluate.batch_size
+    pruning = resolve_method(method)
+    stochastic = pruning.stochastic(sweep.point(params.prune, method, amount, sweep.seeds[0]))
+    # Fine-tuning depends on its seed whatever the masks do; one-shot scores of a deterministic
+    # method do not, and are taken once.
+    seeds = sweep.seeds if stochastic or "finetune" in sweep.recovery else sweep.seeds[:1]
+
+    def score(net: nn.Module) -> float:
+        return split_accuracy(net, val, batch_size=batch_size, device=device, dtype=dtype)
+
+    accs: dict[str, dict[int, float]] = {recovery: {} for recovery in sweep.recovery}
     for seed in seeds:
         net = load_baseline()
-        result = prune_model(net, sweep.point(prune, method, amount, seed))
-        accs.append(split_accuracy(net, val, batch_size=batch_size, device=device, dtype=dtype))
-    mean, std = mean_and_std(accs)
+        result = prune_model(net, sweep.point(params.prune, method, amount, seed))
+        if stochastic or seed == seeds[0]:
+            if "none" in accs:
+                accs["none"][seed] = score(net)
+            if "bn_recalibration" in accs:
+                recalibrated = copy.deepcopy(net)
+                images = train.images[: sweep.recalibration_images]
+                recalibrate_batchnorm(recalibrated, images, batch_size=batch_size, device=device, dtype=dtype)
+                accs["bn_recalibration"][seed] = score(recalibrated)
+        if "finetune" in accs:
+            tuned = copy.deepcopy(net)
+            fine_tune(
+                tuned,
+                train,
+                result.masks,
+                params.train,
+                params.finetune,
+                epochs=sweep.finetune_epochs,
+                seed=params.finetune.seed + seed,
+            )
+            accs["finetune"][seed] = score(tuned)
     sparsity = sparsity_report(net)
+    macs = count_macs(load_baseline())
+    # Only whole output channels can be removed; zeros inside dense tensors save no MACs.
+    macs_compact = compacted_macs(net) if pruning.unit == "channel" and params.prune.dim == 0 else macs
     return {
         "method": method,
         "amount": amount,
-        "val_acc": mean,
-        "val_acc_std": std,
-        "val_acc_by_seed": {str(s): round(a, 6) for s, a in zip(seeds, accs, strict=True)},
         "targeted_sparsity": result.targeted_sparsity,
         "sparsity": sparsity["sparsity"],
         "params_nonzero": sparsity["params_nonzero"],
         "params": sparsity["params"],
+        "compression": round(sparsity["params"] / max(1, sparsity["params_nonzero"]), 4),
+        "macs": macs,
+        "macs_compact": macs_compact,
+        "macs_speedup": round(macs / max(1, macs_compact), 4),
         "val_images": len(val),
+        "recovery": {recovery: _summary(by_seed) for recovery, by_seed in accs.items()},
+    }
+
+
+def _summary(by_seed: dict[int, float]) -> dict[str, Any]:
+    mean, std = mean_and_std(list(by_seed.values()))
+    return {
+        "val_acc": mean,
+        "val_acc_std": std,
+        "val_acc_by_seed": {str(seed): round(acc, 6) for seed, acc in by_seed.items()},
     }

@@ -10,7 +10,7 @@ import typer
 from prunelab.checkpoints import load_checkpoint
 from prunelab.commands import ParamsOption, done, single_command_app
 from prunelab.compact import load_model
-from prunelab.data import validation_images
+from prunelab.data import train_and_validation
 from prunelab.device import resolve_device, resolve_precision
 from prunelab.errors import UserError
 from prunelab.io import write_json
@@ -30,22 +30,21 @@ def main(
     out: Annotated[Path, typer.Option(help="metrics JSON of this point")] = Path("metrics/sweep/point.json"),
 ) -> None:
     """Prune the baseline one-shot with --method/--amount over sweep.targets and score it on the
-    validation split (the test set is kept for evaluate); seed-dependent methods once per
-    sweep.seeds entry, reported as mean and std."""
+    validation split after each of sweep.recovery (the test set is kept for evaluate);
+    seed-dependent results once per sweep.seeds entry, reported as mean and std."""
     cfg = load_params(params)
     check_method_names([method], "--method")
     point_amount = _parse_amount(amount)
     ckpt = load_checkpoint(model)
-    val = validation_images(data, cfg.data.val_size, cfg.data.split_seed, cfg.sweep.val_images)
+    train, val = train_and_validation(data, cfg.data.val_size, cfg.data.split_seed, cfg.sweep.val_images)
     device = resolve_device(cfg.train.device)
     point = score_point(
         lambda: load_model(ckpt, str(model)),
-        cfg.prune,
-        cfg.sweep,
+        cfg,
         method,
         point_amount,
+        train,
         val,
-        batch_size=cfg.evaluate.batch_size,
         device=device,
         dtype=resolve_precision(cfg.train.precision, device),
     )
