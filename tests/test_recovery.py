@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from prunelab.data import train_and_validation
+from prunelab.data import normalize, train_and_validation
 from prunelab.device import resolve_device
 from prunelab.models import build_model
 from prunelab.params import Params, ParamsError, parse_params
@@ -41,21 +41,18 @@ def test_recalibration_reestimates_batchnorm_statistics_only(trained, data_dir: 
     pruned.load_state_dict(model.state_dict())
     prune_model(pruned, params.prune.one_shot("random_unstructured", 0.5, ["Conv2d"]))
     weights = {k: v.clone() for k, v in pruned.state_dict().items() if "running" not in k}
-    bn = pruned.bn2
-    recalibrate_batchnorm(pruned, train.images[:256], batch_size=64, device=CPU, dtype=torch.float32)
+    recalibrate_batchnorm(pruned, train.images[:256], batch_size=256, device=CPU, dtype=torch.float32)
     state = pruned.state_dict()
     assert all(torch.equal(state[k], v) for k, v in weights.items() if "num_batches" not in k)
-    assert bn.momentum == 0.1 and not pruned.training  # settings restored, left in eval mode
-    # the running mean now is the mean of bn2's input over those images
+    assert pruned.bn2.momentum == 0.1 and not pruned.training  # settings restored, eval mode
+    # one batch of all 256 images: bn2's running mean is the mean of its input over them
+    recalibrated = pruned.bn2.running_mean.clone()
     inputs = []
     hook = pruned.pool2.register_forward_hook(lambda m, i, o: inputs.append(o))
     with torch.no_grad():
-        pruned.train()
-        from prunelab.data import normalize
-
-        pruned(normalize(train.images[:256]))
+        pruned.train()(normalize(train.images[:256]))
     hook.remove()
-    assert torch.allclose(bn.running_mean, inputs[0].mean((0, 2, 3)), atol=1e-4)
+    assert torch.allclose(recalibrated, inputs[0].mean((0, 2, 3)), atol=1e-5)
 
 
 def test_recovery_does_not_revive_pruned_weights(trained, data_dir: Path) -> None:

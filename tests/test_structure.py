@@ -35,10 +35,11 @@ NOT_DEPS = {
 # The library's layers, lowest first; a module may import only from layers below its own.
 LAYERS = [
     {"errors", "params"},
-    {"plugins", "io", "checkpoints", "data", "device"},
+    {"plugins", "io", "checkpoints", "data", "device", "amounts"},
     {"fetch", "synthetic", "models", "predict"},
     {"measure", "train"},
     {"compact", "tracking", "recovery"},
+    {"groups"},
     {"prune"},
     {"sensitivity", "sweep"},
     {"report", "paramdoc", "examples", "examples.fpgm"},
@@ -254,7 +255,7 @@ def test_every_stage_lists_the_params_it_reads(
     reads prune.options); and every recovery of the sweep."""
     plugin = "prunelab.examples.fpgm:GeometricMedianStructured"
     sweep = {
-        "methods": ["ln_structured", "global_unstructured", plugin],
+        "methods": ["ln_structured", "global_unstructured", "group_lamp", plugin],
         "amounts": [0.5],
         "seeds": [0, 1],
         "recovery": ["none", "bn_recalibration", "finetune"],

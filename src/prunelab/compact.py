@@ -27,7 +27,8 @@ from prunelab.measure import count_macs
 from prunelab.models import build_model, prunable_layers
 
 
-def _graph(model: nn.Module) -> tp.DependencyGraph:
+def dependency_graph(model: nn.Module) -> tp.DependencyGraph:
+    """Torch-Pruning's DepGraph of `model` (in eval mode), traced on one CIFAR-sized image."""
     model.eval()
     example = torch.zeros(1, 3, 32, 32)
     try:
@@ -81,7 +82,7 @@ def coupled_channel_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> d
     """Masks for the BatchNorm (and conv bias) channels coupled to pruned output filters."""
     params = {p: n for n, p in model.named_parameters()}
     extra: dict[str, torch.Tensor] = {}
-    graph = _graph(model)
+    graph = dependency_graph(model)
     for _, _, _, group in _removable(model, graph):
         for dep, dep_idxs in group:
             target = dep.target.module
@@ -102,7 +103,7 @@ def coupled_channel_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> d
 def compact(model: nn.Module) -> dict[str, list[int]]:
     """Remove every removable zero channel in place; returns {layer: removed output channels},
     which `rebuild_compact` replays on a fresh model."""
-    graph = _graph(model)
+    graph = dependency_graph(model)
     removed: dict[str, list[int]] = {}
     for name, _, idxs, group in _removable(model, graph):
         if graph.check_pruning_group(group):
@@ -120,7 +121,7 @@ def compacted_macs(model: nn.Module) -> int:
 
 def rebuild_compact(model: nn.Module, removed: dict[str, list[int]]) -> nn.Module:
     """Give a freshly built dense model the compact shapes recorded by `compact`."""
-    graph = _graph(model)
+    graph = dependency_graph(model)
     layers = prunable_layers(model)
     for name, idxs in removed.items():
         graph.get_pruning_group(layers[name], tp.prune_conv_out_channels, idxs).prune()
@@ -148,7 +149,7 @@ def max_output_difference(a: nn.Module, b: nn.Module, images: torch.Tensor) -> f
 def coupled_conv_groups(model: nn.Module) -> list[list[str]]:
     """Conv layers whose output channels are tied together (by residual additions), as groups
     of layer names; an uncoupled conv is a group of one."""
-    graph = _graph(model)
+    graph = dependency_graph(model)
     layers = {name: m for name, m in prunable_layers(model).items() if isinstance(m, nn.Conv2d)}
     names = {m: name for name, m in layers.items()}
     group_of: dict[str, set[str]] = {}

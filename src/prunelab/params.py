@@ -141,9 +141,11 @@ class PruneParams(Section):
     """What the prune stage does to the baseline."""
 
     method: str = "ln_structured"
-    """`identity`, `random_unstructured`, `l1_unstructured`, `random_structured`,
-    `ln_structured`, `global_unstructured`, or a plugin's import path `package.module:Name` (a
-    torch BasePruningMethod subclass or a function)."""
+    """torch.nn.utils.prune's `identity`, `random_unstructured`, `l1_unstructured`,
+    `random_structured`, `ln_structured`, `global_unstructured`; Torch-Pruning's
+    dependency-aware channel criteria `group_l1`, `group_l2`, `group_bn_scale`, `group_lamp`,
+    `group_fpgm`, `group_random` (see prune.scope); or a plugin's import path
+    `package.module:Name` (a torch BasePruningMethod subclass or a function)."""
     amount: Amount = 0.4
     """Final fraction (0..1) of the targeted weights — of channels along `prune.dim` for
     structured methods — that are pruned, relative to the dense model; an int is an absolute
@@ -152,6 +154,10 @@ class PruneParams(Section):
     """Instead of `amount`: remove at least this fraction of the model's MACs (0.5 halves
     them). prune finds the smallest uniform amount whose compacted model gets there and records
     it in metrics/prune.json; needs a structured (channel) method along dim 0."""
+    scope: Literal["local", "global"] = "local"
+    """group_* methods: `local` prunes the same fraction of every targeted channel group;
+    `global` ranks the channels of all targeted groups together (scores normalised within each
+    group), which gives non-uniform per-layer ratios. Each group keeps at least one channel."""
     round_to: Annotated[int, Field(ge=1)] = 1
     """Structured methods: keep a multiple of this many channels per layer (at least one
     multiple), e.g. 8 or 16 for the blocked conv kernels of oneDNN and tensor cores."""
@@ -208,13 +214,15 @@ class PruneParams(Section):
         exclude: list[str] | None = None,
         per_layer: dict[str, float | int] | None = None,
         seed: int | None = None,
+        scope: Literal["local", "global"] | None = None,
     ) -> PruneParams:
         """The settings of one one-shot pruning run at a fixed amount, derived from these: the
         one derivation that sweep points, sensitivity curves and the MACs search all use.
 
         It sets method, amount, targets, exclude and per_layer, and drops any MACs target and
-        gradual schedule. Every other key is inherited (ONE_SHOT_INHERITED, and `seed` unless
-        given), so a stage that derives settings this way lists those prune.* keys in dvc.yaml.
+        gradual schedule. Every other key is inherited (ONE_SHOT_INHERITED, and `seed` and
+        `scope` unless given), so a stage that derives settings this way lists those prune.*
+        keys in dvc.yaml.
         """
         update: dict[str, Any] = {
             "method": method,
@@ -229,10 +237,12 @@ class PruneParams(Section):
         }
         if seed is not None:
             update["seed"] = seed
+        if scope is not None:
+            update["scope"] = scope
         return self.model_copy(update=update)
 
 
-ONE_SHOT_INHERITED = ("round_to", "seed", "n", "dim", "criterion", "parameters", "options")
+ONE_SHOT_INHERITED = ("scope", "round_to", "seed", "n", "dim", "criterion", "parameters", "options")
 """The prune.* keys that PruneParams.one_shot keeps from the user's settings."""
 
 
@@ -319,6 +329,8 @@ class SweepParams(Section):
             "ln_structured",
             "random_structured",
             "global_unstructured",
+            "group_l2",
+            "group_lamp",
         ]
     )
     """Methods compared (built-in names or plugin import paths)."""
@@ -331,6 +343,9 @@ class SweepParams(Section):
     parameters, options) are shared with the prune stage."""
     exclude: list[str] = Field(default_factory=list)
     """Names or types taken out of sweep.targets."""
+    scope: Literal["local", "global"] = "global"
+    """prune.scope of the group_* methods in the sweep (the others ignore it): `global` ranks the
+    channels of all layers together, so the criterion also chooses the per-layer ratios."""
     val_images: Annotated[int, Field(ge=0)] = 2500
     """Score each point on the first N images of the validation split (0 = all of it). Every
     point sees the same images, so comparisons are paired."""
@@ -360,7 +375,7 @@ class SweepParams(Section):
 
     def point(self, base: PruneParams, method: str, amount: float | int, seed: int) -> PruneParams:
         """The prune settings of one sweep point and seed."""
-        return base.one_shot(method, amount, self.targets, exclude=self.exclude, seed=seed)
+        return base.one_shot(method, amount, self.targets, exclude=self.exclude, seed=seed, scope=self.scope)
 
 
 class Params(Section):

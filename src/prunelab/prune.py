@@ -19,8 +19,10 @@ import torch
 import torch.nn.utils.prune as tprune
 from torch import nn
 
+from prunelab.amounts import final_count, step_fractions
 from prunelab.compact import compacted_macs, coupled_channel_masks
 from prunelab.errors import UserError
+from prunelab.groups import CRITERIA, channel_masks
 from prunelab.measure import count_macs
 from prunelab.models import prunable_layers
 from prunelab.params import PruneParams
@@ -29,6 +31,7 @@ from prunelab.plugins import is_import_path, load_object
 Unit = Literal["weight", "channel"]
 LocalPrune = Callable[[nn.Module, str, int, PruneParams], None]
 GlobalPrune = Callable[[list[tuple[nn.Module, str]], int, PruneParams], None]
+ChannelSelect = Callable[[nn.Module, list[str], float, PruneParams], dict[str, torch.Tensor]]
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,9 @@ class PruningMethod:
     """Prunes `count` more units of one tensor."""
     joint: GlobalPrune | None = None
     """Prunes `count` more units across all targeted tensors at once (global methods)."""
+    channels: ChannelSelect | None = None
+    """Dependency-aware: keep-masks of every conv weight in the targeted channel groups once a
+    fraction of the final amount is pruned (the group_* methods; prune.scope applies)."""
     summary: str = ""
     stochastic: Callable[[PruneParams], bool] = lambda p: False
     """Whether the result depends on prune.seed (sweeps then repeat it over sweep.seeds)."""
@@ -104,6 +110,20 @@ for _method in (
     register_method(_method)
 
 
+for _name, (_importance, _summary) in CRITERIA.items():
+    register_method(
+        PruningMethod(
+            _name,
+            "channel",
+            channels=lambda model, targets, fraction, p, make=_importance: channel_masks(
+                model, targets, fraction, p, make()
+            ),
+            summary=f"{_summary}, Torch-Pruning (prune.scope local or global)",
+            stochastic=lambda p, name=_name: name == "group_random",
+        )
+    )
+
+
 def resolve_method(name: str) -> PruningMethod:
     if name in METHODS:
         return METHODS[name]
@@ -136,6 +156,16 @@ def check_prune_params(cfg: PruneParams) -> PruningMethod:
         raise UserError(
             f"prune.round_to = {cfg.round_to} applies to structured (channel) methods, not "
             f"'{cfg.method}'; set it to 1"
+        )
+    if method.channels is not None and (cfg.dim != 0 or cfg.per_layer):
+        raise UserError(
+            f"prune.method = '{cfg.method}' prunes output channels by groups: it takes prune.dim 0 "
+            "and no prune.per_layer (use prune.scope: global for non-uniform ratios)"
+        )
+    if cfg.scope == "global" and method.channels is None:
+        raise UserError(
+            f"prune.scope = global applies to the group_* methods, not '{cfg.method}' "
+            "(global_unstructured is global already); set it to local"
         )
     if cfg.macs_reduction is not None and (not structured or cfg.dim != 0):
         raise UserError(
@@ -227,36 +257,12 @@ def select_targets(model: nn.Module, cfg: PruneParams) -> dict[str, nn.Module]:
     return {name: layers[name] for name in layers if name in chosen}
 
 
-def step_fractions(steps: int, schedule: str = "iterative") -> list[float]:
-    """Cumulative fraction of the final amount reached after each step.
-
-    iterative: equal increments; agp: Zhu & Gupta's cubic s_t = s_f (1 − (1 − t/n)^3).
-    """
-    if schedule == "agp":
-        return [1 - (1 - k / steps) ** 3 for k in range(1, steps + 1)]
-    return [k / steps for k in range(1, steps + 1)]
-
-
 def units_of(tensor: torch.Tensor, unit: Unit, dim: int) -> int:
     if unit == "weight":
         return tensor.numel()
     if not -tensor.dim() <= dim < tensor.dim():
         raise UserError(f"prune.dim = {dim}: out of range for a tensor of shape {tuple(tensor.shape)}")
     return tensor.shape[dim]
-
-
-def final_count(amount: float | int, total: int, key: str, round_to: int = 1) -> int:
-    """Units to prune; with `round_to` > 1 the units kept are rounded to a multiple of it."""
-    if isinstance(amount, int):
-        if amount > total:
-            raise UserError(f"{key} = {amount}: more than the {total} units that can be pruned")
-        count = amount
-    else:
-        count = round(amount * total)
-    if round_to > 1 and total > round_to:
-        kept = min(total, max(round_to, round((total - count) / round_to) * round_to))
-        count = total - kept
-    return count
 
 
 @dataclass
@@ -302,6 +308,11 @@ def prune_model(
         raise UserError(f"prune.parameters: none of {cfg.parameters} exist on the targeted layers")
     if method.joint is not None and cfg.per_layer:
         raise UserError(f"prune.per_layer: not applicable to the global method '{cfg.method}'; remove it")
+    if method.channels is not None and cfg.per_layer:
+        raise UserError(
+            f"prune.per_layer: not applicable to '{cfg.method}', which prunes by groups; remove it"
+        )
+    modules = dict(model.named_modules())
     fractions = step_fractions(cfg.steps, cfg.schedule)
     done: dict[str, int] = {}
     # torch's random methods draw from the global generator: seed it from prune.seed (and
@@ -309,7 +320,10 @@ def prune_model(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         for step, fraction in enumerate(fractions, start=1):
-            if method.joint is not None:
+            if method.channels is not None:
+                for name, keep in method.channels(model, list(layers), fraction, cfg).items():
+                    tprune.custom_from_mask(modules[name.removesuffix(".weight")], "weight", keep)
+            elif method.joint is not None:
                 total = sum(getattr(m, p).numel() for _, m, p in pairs)
                 target = round(fraction * final_count(cfg.amount, total, "prune.amount"))
                 method.joint([(m, p) for _, m, p in pairs], target - done.get("*", 0), cfg)
@@ -327,15 +341,18 @@ def prune_model(
             if between_steps is not None and step < len(fractions):
                 between_steps(step)
     masks: dict[str, torch.Tensor] = {}
-    for lname, module, pname in pairs:
-        masks[f"{lname}.{pname}"] = getattr(module, f"{pname}_mask").detach().bool().clone()
-        tprune.remove(module, pname)
+    for lname, module in modules.items():  # the targets, and convs coupled to them (group_*)
+        for pname in ("weight", "bias"):
+            if hasattr(module, f"{pname}_mask"):
+                masks[f"{lname}.{pname}"] = getattr(module, f"{pname}_mask").detach().bool().clone()
+                tprune.remove(module, pname)
     if method.unit == "channel" and cfg.dim == 0:
         # Removing a filter removes its BatchNorm channel too: mask it, so the pruned model
         # computes exactly what the physically compacted one will (see compact.py).
         masks = coupled_channel_masks(model, masks)
         apply_masks(model, masks)
-    return PruneResult(masks=masks, targeted=[f"{lname}.{pname}" for lname, _, pname in pairs])
+    targeted = [f"{lname}.{pname}" for lname, _, pname in pairs if f"{lname}.{pname}" in masks]
+    return PruneResult(masks=masks, targeted=targeted)
 
 
 def apply_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> None:

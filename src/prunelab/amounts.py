@@ -1,0 +1,31 @@
+"""Amounts to exact counts, and the schedule of gradual pruning: the arithmetic every pruning
+method shares, so the final fraction is exact relative to the dense model however many steps
+reach it."""
+
+from __future__ import annotations
+
+from prunelab.errors import UserError
+
+
+def final_count(amount: float | int, total: int, key: str, round_to: int = 1) -> int:
+    """Units to prune; with `round_to` > 1 the units kept are rounded to a multiple of it."""
+    if isinstance(amount, int):
+        if amount > total:
+            raise UserError(f"{key} = {amount}: more than the {total} units that can be pruned")
+        count = amount
+    else:
+        count = round(amount * total)
+    if round_to > 1 and total > round_to:
+        kept = min(total, max(round_to, round((total - count) / round_to) * round_to))
+        count = total - kept
+    return count
+
+
+def step_fractions(steps: int, schedule: str = "iterative") -> list[float]:
+    """Cumulative fraction of the final amount reached after each step.
+
+    iterative: equal increments; agp: Zhu & Gupta's cubic s_t = s_f (1 − (1 − t/n)^3).
+    """
+    if schedule == "agp":
+        return [1 - (1 - k / steps) ** 3 for k in range(1, steps + 1)]
+    return [k / steps for k in range(1, steps + 1)]
