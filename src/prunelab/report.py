@@ -48,7 +48,7 @@ def sweep_table_markdown(
         "# Pruning methods compared\n\n"
         f"Validation accuracy ({points[0]['val_images'] if points else 0} validation images) of each "
         "method and amount, after each recovery (sweep.recovery); in brackets the fraction of "
-        f"targeted weights that are zero, counted. {dense}{repeated}\n"
+        f"targeted weights that are zero, counted. {dense}{repeated.rstrip()}\n\n"
     ]
     for recovery in recoveries:
         parts.append(f"## {RECOVERY_TITLES.get(recovery, recovery)} (`{recovery}`)\n\n")
