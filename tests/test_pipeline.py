@@ -193,7 +193,9 @@ def test_sweep_points_and_report(project: tuple[Path, dict[str, str]]) -> None:
     assert "(`none`)" in table and "(`bn_recalibration`)" in table and "What each point costs" in table
     plugin_rows = [line for line in table.splitlines() if line.startswith(f"| {PLUGIN}")]
     assert [row.count("±") for row in plugin_rows] == [2, 2, 0]  # two recoveries, then the cost table
-    assert (root / "report/sweep.png").read_bytes()[:4] == b"\x89PNG"
+    assert "Best method at each budget" in table and "fewer MACs once compacted" in table
+    for png in ("report/sweep.png", "report/pareto.png"):
+        assert (root / png).read_bytes()[:4] == b"\x89PNG"
     assert len(json.loads((root / "plots/sweep.json").read_text())) == 8  # 4 points × 2 recoveries
 
 
@@ -213,7 +215,7 @@ def test_plots_show_renders_offline(project: tuple[Path, dict[str, str]]) -> Non
     root, env = project
     dvc(root, env, "plots", "show", "-o", "plots_html")
     page = (root / "plots_html/index.html").read_text()
-    assert "vegaEmbed" in page and "Accuracy vs sparsity" in page
+    assert "vegaEmbed" in page and "Accuracy vs sparsity" in page and "Accuracy vs MACs speed-up" in page
     assert re.search(r"<script[^>]+src=", page) is None  # every script is inlined
     assert "cdn.jsdelivr" not in page
 

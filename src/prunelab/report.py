@@ -126,6 +126,99 @@ def save_sweep_png(points: list[dict[str, Any]], dense_acc: float | None, path: 
     plt.close(fig)
 
 
+MACS_BUDGETS = (1.5, 2.0, 3.0, 4.0)
+COMPRESSION_BUDGETS = (2.0, 4.0, 8.0)
+COSTS = {"macs_speedup": "fewer MACs once compacted", "compression": "compression (params / nonzero)"}
+
+
+def best_at_budgets_markdown(points: list[dict[str, Any]]) -> str:
+    """For each cost budget, the methods ranked by their best accuracy among the points that
+    reach it, after the most thorough recovery the sweep ran (the last in sweep.recovery)."""
+    recovery = list(dict.fromkeys(r for p in points for r in p["recovery"]))[-1]
+    lines = [
+        f"## Best method at each budget ({RECOVERY_TITLES.get(recovery, recovery)})\n",
+        "Per budget, each method's most accurate point that reaches it, best first (at most three). "
+        "Points lie on the sweep.amounts grid, so a method may overshoot the budget; where results "
+        "depend on the seed, compare the ± before calling a winner.\n",
+    ]
+    for cost, budgets in (("macs_speedup", MACS_BUDGETS), ("compression", COMPRESSION_BUDGETS)):
+        for budget in budgets:
+            best: dict[str, dict[str, Any]] = {}
+            for p in points:
+                acc = p["recovery"][recovery]["val_acc"]
+                if p[cost] >= budget and acc > best.get(p["method"], {}).get("recovery", {}).get(
+                    recovery, {}
+                ).get("val_acc", -1.0):
+                    best[p["method"]] = p
+            ranked = sorted(best.values(), key=lambda p: -p["recovery"][recovery]["val_acc"])[:3]
+            entries = ", then ".join(
+                f"{p['method']} {_accuracy(p['recovery'][recovery])} (amount {p['amount']}, {p[cost]:.2f}×)"
+                for p in ranked
+            )
+            lines.append(f"- **≥ {budget:g}× {COSTS[cost]}**: {entries or 'no point reaches it'}")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def pareto_points(points: list[dict[str, Any]], recovery: str, cost: str) -> set[tuple[str, Any]]:
+    """(method, amount) of the points no other point beats on both cost and accuracy."""
+    front = set()
+    for p in points:
+        acc = p["recovery"][recovery]["val_acc"]
+        dominated = any(
+            q[cost] >= p[cost]
+            and q["recovery"][recovery]["val_acc"] >= acc
+            and (q[cost] > p[cost] or q["recovery"][recovery]["val_acc"] > acc)
+            for q in points
+        )
+        if not dominated:
+            front.add((p["method"], p["amount"]))
+    return front
+
+
+def save_pareto_png(points: list[dict[str, Any]], dense_acc: float | None, path: Path) -> None:
+    """Accuracy against MACs speed-up and against compression, after the last recovery; rings
+    mark the Pareto front."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    recovery = list(dict.fromkeys(r for p in points for r in p["recovery"]))[-1]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), dpi=120, sharey=True)
+    for ax, cost in zip(axes, COSTS, strict=True):
+        front = pareto_points(points, recovery, cost)
+        for method in dict.fromkeys(p["method"] for p in points):
+            mine = sorted((p for p in points if p["method"] == method), key=lambda p: p[cost])
+            ax.plot(
+                [p[cost] for p in mine],
+                [p["recovery"][recovery]["val_acc"] for p in mine],
+                marker="o",
+                label=method,
+            )
+        on_front = [p for p in points if (p["method"], p["amount"]) in front]
+        ax.scatter(
+            [p[cost] for p in on_front],
+            [p["recovery"][recovery]["val_acc"] for p in on_front],
+            s=120,
+            facecolors="none",
+            edgecolors="black",
+            label="Pareto front",
+        )
+        if dense_acc is not None:
+            ax.axhline(dense_acc, color="black", linestyle="--", linewidth=1, label="dense baseline")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel(f"× {COSTS[cost]}")
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("validation accuracy")
+    axes[1].legend(fontsize=8)
+    fig.suptitle(f"Accuracy against cost, {RECOVERY_TITLES.get(recovery, recovery)}", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, format="png")  # the caller stages `path` (io.staged_outputs)
+    plt.close(fig)
+
+
 def sensitivity_markdown(summary: dict[str, Any]) -> str:
     lines = [
         "# Per-layer sensitivity\n",

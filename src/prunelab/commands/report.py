@@ -12,7 +12,13 @@ from prunelab.commands import ParamsOption, console, done, single_command_app
 from prunelab.errors import UserError
 from prunelab.io import read_json, staged_outputs
 from prunelab.params import load_params
-from prunelab.report import plot_rows, save_sweep_png, sweep_table_markdown
+from prunelab.report import (
+    best_at_budgets_markdown,
+    plot_rows,
+    save_pareto_png,
+    save_sweep_png,
+    sweep_table_markdown,
+)
 
 
 def point_path(folder: Path, method: str, amount: float | int) -> Path:
@@ -29,8 +35,12 @@ def main(
     table: Annotated[Path, typer.Option(help="markdown table to write")] = Path("report/sweep.md"),
     plot: Annotated[Path, typer.Option(help="DVC plot data to write")] = Path("plots/sweep.json"),
     png: Annotated[Path, typer.Option(help="PNG of the plot to write")] = Path("report/sweep.png"),
+    pareto: Annotated[Path, typer.Option(help="PNG of accuracy against cost to write")] = Path(
+        "report/pareto.png"
+    ),
 ) -> None:
-    """Gather sweep.methods × sweep.amounts into one table and one accuracy-vs-sparsity plot."""
+    """Gather sweep.methods × sweep.amounts into tables per recovery, the best method at each
+    cost budget, an accuracy-vs-sparsity plot and accuracy-vs-cost plots."""
     cfg = load_params(params)
     points = []
     for method in cfg.sweep.methods:
@@ -40,13 +50,16 @@ def main(
                 raise UserError(f"{path}: sweep point missing; run `dvc repro` (stage sweep@…) first")
             points.append(read_json(path))
     dense = read_json(train_metrics).get("val_acc") if train_metrics.is_file() else None
-    markdown = sweep_table_markdown(points, cfg.sweep.amounts, dense)
+    markdown = (
+        sweep_table_markdown(points, cfg.sweep.amounts, dense) + "\n" + best_at_budgets_markdown(points)
+    )
     with staged_outputs() as outputs:
         outputs.write_text(table, markdown)
         outputs.write_json(plot, plot_rows(points))
         save_sweep_png(points, dense, outputs.path(png))
+        save_pareto_png(points, dense, outputs.path(pareto))
     console.print(Markdown(markdown))
-    done("report", table, plot, png)
+    done("report", table, plot, png, pareto)
 
 
 app = single_command_app(main)
