@@ -188,12 +188,14 @@ def test_sweep_points_and_report(project: tuple[Path, dict[str, str]]) -> None:
             assert point["compression"] == pytest.approx(point["params"] / point["params_nonzero"], rel=1e-3)
             structured = method == PLUGIN  # FPGM removes whole filters: the compacted model is smaller
             assert (point["macs_compact"] < point["macs"]) == structured
+            assert point["latency_speedup_b8"] > 0 and (point["latency_speedup_b1"] == 1.0 or structured)
     table = (root / "report/sweep.md").read_text()
     assert "| l1_unstructured |" in table and PLUGIN in table and "mean ± std over 3 seeds" in table
     assert "(`none`)" in table and "(`bn_recalibration`)" in table and "What each point costs" in table
     plugin_rows = [line for line in table.splitlines() if line.startswith(f"| {PLUGIN}")]
     assert [row.count("±") for row in plugin_rows] == [2, 2, 0]  # two recoveries, then the cost table
     assert "Best method at each budget" in table and "fewer MACs once compacted" in table
+    assert "Claimed against realised speed-up" in table
     for png in ("report/sweep.png", "report/pareto.png"):
         assert (root / png).read_bytes()[:4] == b"\x89PNG"
     assert len(json.loads((root / "plots/sweep.json").read_text())) == 8  # 4 points × 2 recoveries

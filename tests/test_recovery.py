@@ -96,6 +96,7 @@ def test_sweep_point_scores_every_recovery_side_by_side(trained, data_dir: Path)
     assert list(point["recovery"]["bn_recalibration"]["val_acc_by_seed"]) == ["0"]
     assert list(point["recovery"]["finetune"]["val_acc_by_seed"]) == ["0", "1"]
     assert point["macs_compact"] < point["macs"] and point["macs_speedup"] > 1.5
+    assert {"latency_speedup_b1", "latency_speedup_b8"} <= set(point)  # TINY's latency batch sizes
     assert point["compression"] > 1.5
     json.dumps(point, allow_nan=False)
     table = sweep_table_markdown([point], [0.5], 0.9)

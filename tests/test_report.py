@@ -4,10 +4,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from prunelab.report import best_at_budgets_markdown, pareto_points, save_pareto_png
+from prunelab.report import (
+    best_at_budgets_markdown,
+    claimed_vs_realised_markdown,
+    pareto_points,
+    save_pareto_png,
+    z_score,
+)
 
 
-def point(method: str, amount: float, acc: float, macs: float, compression: float, std: float = 0.0) -> dict:
+def point(
+    method: str,
+    amount: float,
+    acc: float,
+    macs: float,
+    compression: float,
+    std: float = 0.0,
+    images: int = 2500,
+) -> dict:
     seeds = {"0": acc} if not std else {"0": acc - std, "1": acc + std}
     result = {"val_acc": acc, "val_acc_std": std, "val_acc_by_seed": seeds}
     return {
@@ -15,6 +29,7 @@ def point(method: str, amount: float, acc: float, macs: float, compression: floa
         "amount": amount,
         "macs_speedup": macs,
         "compression": compression,
+        "val_images": images,
         "recovery": {"none": {**result, "val_acc": acc / 2}, "bn_recalibration": result},
     }
 
@@ -24,7 +39,7 @@ POINTS = [
     point("cheap", 0.6, 0.50, 4.5, 2.5),
     point("good", 0.3, 0.85, 1.2, 1.4),
     point("good", 0.6, 0.70, 2.1, 2.5),
-    point("noisy", 0.6, 0.60, 2.1, 2.5, std=0.05),
+    point("noisy", 0.6, 0.60, 2.1, 2.5, std=0.08),
 ]
 
 
@@ -35,7 +50,7 @@ def test_best_at_each_budget_ranks_each_methods_best_point_that_reaches_it() -> 
     assert lines["≥ 1.5× fewer MACs once compacted"].index("cheap 0.8000") < lines[
         "≥ 1.5× fewer MACs once compacted"
     ].index("good 0.7000")
-    assert "noisy 0.6000 ± 0.0500" in lines["≥ 2× fewer MACs once compacted"]
+    assert "noisy 0.6000 ± 0.0800" in lines["≥ 2× fewer MACs once compacted"]
     assert "cheap 0.5000 (amount 0.6, 4.50×)" in lines["≥ 4× fewer MACs once compacted"]
     assert "no point reaches it" in lines["≥ 8× compression (params / nonzero)"]
 
@@ -45,3 +60,33 @@ def test_pareto_front_keeps_only_undominated_points(tmp_path: Path) -> None:
     assert front == {("good", 0.3), ("cheap", 0.3), ("good", 0.6), ("cheap", 0.6)}
     save_pareto_png(POINTS, 0.9, tmp_path / "p.png")
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_verdict_needs_a_difference_beyond_the_noise() -> None:
+    text = best_at_budgets_markdown(POINTS)
+    lines = {line.split("**")[1]: line for line in text.splitlines() if line.startswith("- **")}
+    # 0.80 against 0.70 on 2500 images each: far beyond the binomial noise
+    assert "**cheap beats good**" in lines["≥ 1.5× fewer MACs once compacted"]
+    # 0.70 against 0.60 ± 0.08 over 2 seeds: the seed spread swallows it
+    assert "**good is within noise of noisy**" in lines["≥ 2× fewer MACs once compacted"]
+    assert "z-test" in text
+
+
+def test_z_score_grows_with_the_images_scored() -> None:
+    few = z_score(point("a", 0.5, 0.62, 2, 2, images=200), point("b", 0.5, 0.58, 2, 2, images=200), "none")
+    many = z_score(
+        point("a", 0.5, 0.62, 2, 2, images=20000), point("b", 0.5, 0.58, 2, 2, images=20000), "none"
+    )
+    assert few < 1.96 < many
+
+
+def test_claimed_against_realised_speedup_per_structured_method() -> None:
+    points = [
+        {**point("filters", 0.5, 0.7, 3.9, 2.0), "latency_speedup_b1": 1.4, "latency_speedup_b128": 3.1},
+        {**point("weights", 0.5, 0.8, 1.0, 2.0), "latency_speedup_b1": 1.0, "latency_speedup_b128": 1.0},
+    ]
+    table = claimed_vs_realised_markdown(points, [0.5])
+    assert "| filters | 3.90 → 1.40, 3.10 |" in table and "| weights |" not in table
+    assert "at batch 1, 128" in table
+    text = best_at_budgets_markdown(points)
+    assert "**≥ 3× faster, measured at the largest latency batch**: filters 0.7000" in text

@@ -1,7 +1,7 @@
 """One point of the comparison sweep: prune the baseline one-shot with a method at an amount,
 then score it on the validation split after each recovery (sweep.recovery), once per seed
-where the result depends on the seed, and record what the point costs: compression ratio and
-the MACs of the compacted model."""
+where the result depends on the seed, and record what the point costs: compression ratio, the
+MACs of the compacted model, and its latency speed-up measured against the dense model."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from prunelab.compact import compacted_macs
+from prunelab.compact import compact
 from prunelab.data import Split
-from prunelab.measure import count_macs, mean_and_std, sparsity_report
+from prunelab.measure import compare_latency, count_macs, mean_and_std, sparsity_report, speedups
 from prunelab.params import Params
 from prunelab.predict import split_accuracy
 from prunelab.prune import prune_model, resolve_method
@@ -69,9 +69,13 @@ def score_point(
             )
             accs["finetune"][seed] = score(tuned)
     sparsity = sparsity_report(net)
-    macs = count_macs(load_baseline())
+    dense = load_baseline()
+    macs = count_macs(dense)
     # Only whole output channels can be removed; zeros inside dense tensors save no MACs.
-    macs_compact = compacted_macs(net) if pruning.unit == "channel" and params.prune.dim == 0 else macs
+    small = copy.deepcopy(net)
+    if pruning.unit == "channel" and params.prune.dim == 0:
+        compact(small)
+    macs_compact = count_macs(small)
     return {
         "method": method,
         "amount": amount,
@@ -83,9 +87,30 @@ def score_point(
         "macs": macs,
         "macs_compact": macs_compact,
         "macs_speedup": round(macs / max(1, macs_compact), 4),
+        **measured_speedups(dense, small, params, dtype, removed=macs_compact < macs),
         "val_images": len(val),
         "recovery": {recovery: _summary(by_seed) for recovery, by_seed in accs.items()},
     }
+
+
+def measured_speedups(
+    dense: nn.Module, small: nn.Module, params: Params, dtype: torch.dtype, *, removed: bool
+) -> dict[str, float]:
+    """Latency of the dense model over that of the compacted one at each
+    evaluate.latency_batch_sizes, measured in interleaved rounds on the CPU. A model that lost
+    no whole channel has the dense shapes, and its speed-up is 1 without measuring."""
+    batches = params.evaluate.latency_batch_sizes
+    if not removed:
+        return {f"latency_speedup_b{b}": 1.0 for b in batches}
+    out = {}
+    for batch in batches:
+        timing = compare_latency(
+            {"dense": dense, "compact": small}, batch, dtype, params.evaluate.latency_seconds
+        )
+        out[f"latency_speedup_b{batch}"] = speedups({k: t["median_ms"] for k, t in timing.items()}, "dense")[
+            "compact"
+        ]
+    return out
 
 
 def _summary(by_seed: dict[int, float]) -> dict[str, Any]:
