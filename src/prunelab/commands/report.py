@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markdown import Markdown
 
 from prunelab.commands import ParamsOption, console, done, single_command_app
 from prunelab.errors import UserError
@@ -14,6 +13,7 @@ from prunelab.io import read_json, staged_outputs
 from prunelab.params import load_params
 from prunelab.report import (
     best_at_budgets_markdown,
+    claimed_vs_realised_markdown,
     plot_rows,
     save_pareto_png,
     save_sweep_png,
@@ -50,15 +50,19 @@ def main(
                 raise UserError(f"{path}: sweep point missing; run `dvc repro` (stage sweep@…) first")
             points.append(read_json(path))
     dense = read_json(train_metrics).get("val_acc") if train_metrics.is_file() else None
-    markdown = (
-        sweep_table_markdown(points, cfg.sweep.amounts, dense) + "\n" + best_at_budgets_markdown(points)
+    markdown = "\n".join(
+        [
+            sweep_table_markdown(points, cfg.sweep.amounts, dense),
+            claimed_vs_realised_markdown(points, cfg.sweep.amounts),
+            best_at_budgets_markdown(points),
+        ]
     )
     with staged_outputs() as outputs:
         outputs.write_text(table, markdown)
         outputs.write_json(plot, plot_rows(points))
         save_sweep_png(points, dense, outputs.path(png))
         save_pareto_png(points, dense, outputs.path(pareto))
-    console.print(Markdown(markdown))
+    console.print(markdown, markup=False)  # as text: rendered tables would cut cells
     done("report", table, plot, png, pareto)
 
 

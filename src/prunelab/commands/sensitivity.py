@@ -58,7 +58,7 @@ def main(
         outputs.write_json(metrics, summary)
         outputs.write_text(table, markdown)
         save_sensitivity_png(summary, outputs.path(png))
-    console.print(markdown)
+    console.print(markdown, markup=False)
     done("sensitivity", metrics, plots, table, png)
 
 
