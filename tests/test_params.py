@@ -98,3 +98,16 @@ def test_readme_exp_run_overrides_are_valid_params() -> None:
                     parent, node = node, node[key]
                 parent[leaf] = yaml.safe_load(value)
             parse_params(raw, source=" ".join(words))
+
+
+def test_one_shot_inherits_exactly_the_documented_keys() -> None:
+    """sweep and sensitivity list these prune.* keys in dvc.yaml: the constant must stay true."""
+    from prunelab.params import ONE_SHOT_INHERITED, PruneParams
+
+    base = PruneParams(round_to=8, seed=5, n=2, dim=1, criterion="random", scope="global", options={"a": 1})
+    base = base.model_copy(update={"parameters": ["weight", "bias"]})
+    derived = base.one_shot("l1_unstructured", 0.3, ["conv2"])
+    kept = {name for name in PruneParams.model_fields if getattr(derived, name) == getattr(base, name)}
+    assert kept - {"exclude", "per_layer", "steps", "finetune_between", "schedule", "macs_reduction"} == set(
+        ONE_SHOT_INHERITED
+    )

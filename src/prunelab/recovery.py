@@ -8,8 +8,6 @@ training images separates the criteria at almost no cost.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 from torch import nn
 
@@ -17,8 +15,6 @@ from prunelab.data import Split, normalize
 from prunelab.device import autocast, channels_last
 from prunelab.params import FinetuneParams, TrainParams
 from prunelab.train import fit
-
-Recovery = Literal["none", "bn_recalibration", "finetune"]
 
 
 @torch.no_grad()
