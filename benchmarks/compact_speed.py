@@ -2,12 +2,12 @@
 
 For each amount (and each MACs-reduction target, whose amount prune searches), L1-structured
 pruning of every conv's filters, kept channel counts rounded to each --round-to, then physical
-compaction; params, MACs and CPU latency at batch 1 and 128 are measured side by side in this one
+compaction; params, MACs and latency (CPU, or a GPU with --device cuda) at batch 1 and 128 are measured side by side in this one
 run, against the dense model. Latency depends on shapes, not on weight values, so no training is
 needed.
 
     uv run python benchmarks/compact_speed.py [--amounts 0.25 0.3 0.5] [--macs-reductions 0.5]
-                                              [--round-to 1 16] [--seconds 2]
+                                              [--round-to 1 16] [--seconds 2] [--device cpu]
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from prunelab.compact import compact
-from prunelab.device import resolve_precision
+from prunelab.device import device_description, dtype_name, resolve_device, resolve_precision
 from prunelab.measure import compare_latency, count_macs
 from prunelab.models import build_model
 from prunelab.params import Params, PruneParams
@@ -33,10 +33,14 @@ def main() -> None:
     parser.add_argument("--macs-reductions", type=float, nargs="*", default=[0.5])
     parser.add_argument("--round-to", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--seconds", type=float, default=2.0, help="minimum measuring time per point")
+    parser.add_argument(
+        "--device", default="cpu", choices=["cpu", "cuda", "auto"], help="where latency is measured"
+    )
     args = parser.parse_args()
 
     defaults = Params()
-    dtype = resolve_precision("auto", torch.device("cpu"))
+    device = resolve_device(args.device)
+    dtype = resolve_precision("auto", device)
     torch.manual_seed(0)
     dense = build_model(defaults.model.arch, defaults.model.kwargs).eval()
     table = Table(
@@ -50,7 +54,8 @@ def main() -> None:
         "b1 ×",
         "b128 ms (IQR)",
         "b128 ×",
-        title=f"compacted default CNN, CPU, {torch.get_num_threads()} threads, {str(dtype).removeprefix('torch.')}",
+        title=f"compacted default CNN, {device_description(device)}, {torch.get_num_threads()} CPU threads, "
+        f"{dtype_name(dtype)}",
     )
     dense_macs = count_macs(dense)
     points = [("dense", 1, None, 0.0)]
@@ -69,7 +74,7 @@ def main() -> None:
             compact(model)
         models[(label, round_to)], amounts[(label, round_to)] = model, amount
     # interleaved rounds: machine drift falls on every point alike
-    timings = {b: compare_latency(models, b, dtype, args.seconds) for b in (1, 128)}
+    timings = {b: compare_latency(models, b, dtype, args.seconds, device=device) for b in (1, 128)}
     for key, model in models.items():
         macs = count_macs(model)
         cells = []
@@ -93,7 +98,7 @@ def main() -> None:
         "reproduce: uv run python benchmarks/compact_speed.py "
         + f"--amounts {' '.join(map(str, args.amounts))} "
         + f"--macs-reductions {' '.join(map(str, args.macs_reductions))} "
-        + f"--round-to {' '.join(map(str, args.round_to))} --seconds {args.seconds}"
+        + f"--round-to {' '.join(map(str, args.round_to))} --seconds {args.seconds} --device {args.device}"
     )
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from dvc.repo import Repo
 
 from prunelab.fetch import CHECKSUMS_ENV
 from tests.conftest import ROOT, write_params
@@ -311,3 +312,87 @@ def test_push_then_fresh_clone_pull_makes_repro_a_no_op(
     assert (clone / "models/compact.pt").read_bytes() == (root / "models/compact.pt").read_bytes()
     out = dvc(clone, env, "repro")
     assert "Running stage" not in out and "up to date" in out
+
+
+def test_team_shares_experiments_and_artifacts_through_git_and_dvc_remotes(
+    project: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    """Two machines (clones) run experiments and push them; a teammate pulls, sees both in
+    `dvc exp show` and through dvc.api, restores one exactly, and fetches a tagged artifact."""
+    root, env = project
+    origin, storage = tmp_path / "origin.git", tmp_path / "storage"
+    run(tmp_path, "git", "init", "-q", "--bare", "--initial-branch=main", str(origin), env=env)
+    dvc(root, env, "remote", "add", "-f", "-d", "team", str(storage))
+    run(root, "git", "add", "-A", env=env)
+    run(root, "git", "commit", "-qm", "team remote", "--allow-empty", env=env)
+    # the baseline, registered as a model version, as a team lead would
+    run(root, "git", "tag", "-a", "baseline@v1.0.0", "-m", "baseline v1.0.0", env=env)
+    run(root, "git", "push", "-q", str(origin), "HEAD:main", "baseline@v1.0.0", env=env)
+    dvc(root, env, "push", "-q")
+
+    def machine(name: str) -> Path:
+        clone = tmp_path / name
+        run(tmp_path, "git", "clone", "-q", "-b", "main", str(origin), str(clone), env=env)
+        dvc(clone, env, "pull", "-q")
+        return clone
+
+    amounts = {"a": "0.6", "b": "0.2"}
+    for name, amount in amounts.items():
+        clone = machine(name)
+        # machine a pushes by hand, machine b pushes every experiment it finishes
+        auto = {**env, "DVC_EXP_AUTO_PUSH": "true"} if name == "b" else env
+        out = dvc(clone, auto, "exp", "run", "-n", f"{name}-amount", "-S", f"prune.amount={amount}")
+        assert "Running stage 'train'" not in out  # the pulled baseline is reused
+        if name == "a":
+            dvc(clone, env, "exp", "push", "origin", f"{name}-amount")
+
+    mate = machine("mate")
+    dvc(mate, env, "exp", "pull", "origin")
+    rows = list(csv.DictReader(io.StringIO(dvc(mate, env, "exp", "show", "--csv"))))
+    pushed = {row["Experiment"]: row for row in rows if row["Experiment"]}
+    assert {name: row["prune.amount"] for name, row in pushed.items()} == {
+        f"{name}-amount": amount for name, amount in amounts.items()
+    }
+    # restored exactly: the same checkpoint bytes, and evaluating it gives the pushed metrics
+    dvc(mate, env, "exp", "apply", "a-amount")
+    dvc(mate, env, "pull", "-q")
+    assert (mate / "models/compact.pt").read_bytes() == (tmp_path / "a/models/compact.pt").read_bytes()
+    check = tmp_path / "check.json"
+    run(
+        mate,
+        sys.executable,
+        "stages/evaluate.py",
+        "--params",
+        "params.yaml",
+        "--model",
+        "compact=models/compact.pt",
+        "--metrics",
+        str(check),
+        "--plots",
+        str(tmp_path / "check_plots"),
+        env=env,
+    )
+    assert (
+        float(_column(pushed["a-amount"], "compact.acc")) == json.loads(check.read_text())["compact"]["acc"]
+    )
+
+    # the artifact's description and labels follow the experiment's params
+    compact = Repo(str(mate)).artifacts.read()["dvc.yaml"]["compact"]
+    assert "amount 0.6" in compact.desc and "ln_structured" in compact.labels
+
+    # results from Python: the best compact model under a latency budget, over all experiments
+    latency = {name: float(_column(row, "compact.latency_ms_b1")) for name, row in pushed.items()}
+    accs = {name: float(_column(row, "compact.acc")) for name, row in pushed.items()}
+    example = [sys.executable, str(ROOT / "examples/best_under_latency.py"), "--batch", "1"]
+    out = run(mate, *example, "--max-ms", "1000", env=env)
+    assert "a-amount" in out and "b-amount" in out
+    best = max(accs[name] for name in accs)
+    assert f"test acc {best:.4f}" in out.splitlines()[-1]
+    refused = subprocess.run([*example, "--max-ms", str(min(latency.values()) / 2)], cwd=mate, env=env)
+    assert refused.returncode == 1
+
+    # models as artifacts: fetched by name into an empty folder, from the shared git remote
+    empty = tmp_path / "consumer"
+    empty.mkdir()
+    dvc(empty, env, "artifacts", "get", str(origin), "baseline", "-o", "baseline.pt")
+    assert (empty / "baseline.pt").read_bytes() == (root / "models/baseline.pt").read_bytes()

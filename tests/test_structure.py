@@ -35,6 +35,7 @@ NOT_DEPS = {
 # The library's layers, lowest first; a module may import only from layers below its own.
 LAYERS = [
     {"errors", "params"},
+    {"gpu_claims"},
     {"plugins", "io", "checkpoints", "data", "device", "amounts"},
     {"fetch", "synthetic", "models", "predict"},
     {"measure", "train"},

@@ -22,6 +22,7 @@ from torch import nn
 
 from prunelab.checkpoints import Checkpoint, load_state_into
 from prunelab.data import normalize
+from prunelab.device import CPU
 from prunelab.errors import UserError
 from prunelab.measure import count_macs
 from prunelab.models import build_model, prunable_layers
@@ -139,11 +140,21 @@ def load_model(ckpt: Checkpoint, source: str) -> nn.Module:
 
 
 @torch.no_grad()
-def max_output_difference(a: nn.Module, b: nn.Module, images: torch.Tensor) -> float:
-    a.eval()
-    b.eval()
-    x = normalize(images).contiguous()
-    return (a(x) - b(x)).abs().max().item()
+def max_output_difference(
+    a: nn.Module, b: nn.Module, images: torch.Tensor, device: torch.device = CPU
+) -> float:
+    """Largest difference of two models' fp32 logits on `images`, computed on `device` (TF32
+    off: its 10-bit mantissa alone would exceed compact.tolerance)."""
+    x = normalize(images.to(device)).contiguous()
+    matmul_tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        with torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, allow_tf32=False):
+            return (a.eval().to(device)(x) - b.eval().to(device)(x)).abs().max().item()
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = matmul_tf32
+        a.to("cpu")
+        b.to("cpu")
 
 
 def coupled_conv_groups(model: nn.Module) -> list[list[str]]:

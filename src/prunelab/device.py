@@ -15,6 +15,9 @@ import torch
 from torch import nn
 
 from prunelab.errors import UserError
+from prunelab.gpu_claims import Claim, claim_device
+
+CPU = torch.device("cpu")
 
 
 @cache
@@ -27,11 +30,29 @@ def cpu_has_bf16() -> bool:
 
 
 def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
+    """`cpu`, or a GPU this process claims for its lifetime (see gpu_claims): with `auto`
+    where CUDA is present, with `cuda` always."""
+    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
+        return CPU
+    if not torch.cuda.is_available():
         raise UserError("train.device = 'cuda': no CUDA device here; use 'auto' or 'cpu'")
-    return torch.device(name)
+    return torch.device("cuda", _gpu_claim().index)
+
+
+@cache
+def _gpu_claim() -> Claim:
+    """Claimed once per process and held until it exits (the cache keeps the lock file open);
+    every stage in the process uses the same GPU."""
+    claim = claim_device(torch.cuda.device_count())
+    torch.cuda.set_device(claim.index)
+    return claim
+
+
+def device_description(device: torch.device) -> str:
+    """What metrics record as the device: `cpu`, or the GPU's name and index."""
+    if device.type != "cuda":
+        return "cpu"
+    return f"{device} ({torch.cuda.get_device_name(device)})"
 
 
 def resolve_precision(name: str, device: torch.device) -> torch.dtype:

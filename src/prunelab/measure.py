@@ -14,7 +14,7 @@ from torch import nn
 from torch.utils import benchmark
 from torch.utils.flop_counter import FlopCounterMode
 
-from prunelab.device import autocast, channels_last
+from prunelab.device import CPU, autocast, channels_last
 from prunelab.models import prunable_layers
 from prunelab.predict import accuracy
 
@@ -82,20 +82,23 @@ def compare_latency(
     dtype: torch.dtype,
     min_run_time: float = 1.0,
     rounds: int = 3,
+    device: torch.device = CPU,
 ) -> dict[Hashable, dict[str, float]]:
-    """Latency of several models, measured in interleaved rounds (each model `min_run_time` in
-    all): a busy or throttling machine drifts by ±10 % over minutes, and interleaving makes the
-    drift fall on every model alike, so their ratios hold. Median and IQR of all blocks."""
-    x = torch.randn(batch, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    """Latency of several models on `device`, measured in interleaved rounds (each model
+    `min_run_time` in all): a busy or throttling machine drifts by ±10 % over minutes, and
+    interleaving makes the drift fall on every model alike, so their ratios hold. Median and
+    IQR of all blocks. torch's Timer synchronises the GPU around every timed block, so a CUDA
+    time is the kernels' time and not their launch."""
+    x = torch.randn(batch, 3, 32, 32, device=device).contiguous(memory_format=torch.channels_last)
     times: dict[Hashable, list[float]] = {name: [] for name in models}
     for _ in range(rounds):
         for name, model in models.items():
 
             def forward(model: nn.Module = model) -> None:
-                with torch.no_grad(), autocast(torch.device("cpu"), dtype):
+                with torch.no_grad(), autocast(device, dtype):
                     model(x)
 
-            with channels_last(model.eval(), torch.device("cpu")):
+            with channels_last(model.eval(), device):
                 forward()  # warm-up: oneDNN picks its kernels on the first call
                 timer = benchmark.Timer(
                     stmt="forward()", globals={"forward": forward}, num_threads=torch.get_num_threads()

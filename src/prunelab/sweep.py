@@ -87,17 +87,23 @@ def score_point(
         "macs": macs,
         "macs_compact": macs_compact,
         "macs_speedup": round(macs / max(1, macs_compact), 4),
-        **measured_speedups(dense, small, params, dtype, removed=macs_compact < macs),
+        **measured_speedups(dense, small, params, dtype, device, removed=macs_compact < macs),
         "val_images": len(val),
         "recovery": {recovery: _summary(by_seed) for recovery, by_seed in accs.items()},
     }
 
 
 def measured_speedups(
-    dense: nn.Module, small: nn.Module, params: Params, dtype: torch.dtype, *, removed: bool
+    dense: nn.Module,
+    small: nn.Module,
+    params: Params,
+    dtype: torch.dtype,
+    device: torch.device,
+    *,
+    removed: bool,
 ) -> dict[str, float]:
     """Latency of the dense model over that of the compacted one at each
-    evaluate.latency_batch_sizes, measured in interleaved rounds on the CPU. A model that lost
+    evaluate.latency_batch_sizes, measured in interleaved rounds on `device`. A model that lost
     no whole channel has the dense shapes, and its speed-up is 1 without measuring."""
     batches = params.evaluate.latency_batch_sizes
     if not removed:
@@ -105,7 +111,7 @@ def measured_speedups(
     out = {}
     for batch in batches:
         timing = compare_latency(
-            {"dense": dense, "compact": small}, batch, dtype, params.evaluate.latency_seconds
+            {"dense": dense, "compact": small}, batch, dtype, params.evaluate.latency_seconds, device=device
         )
         out[f"latency_speedup_b{batch}"] = speedups({k: t["median_ms"] for k, t in timing.items()}, "dense")[
             "compact"

@@ -12,6 +12,7 @@ from prunelab.checkpoints import Checkpoint, load_checkpoint, save_checkpoint
 from prunelab.commands import ParamsOption, done, single_command_app
 from prunelab.compact import compact, export_onnx, load_model, max_output_difference
 from prunelab.data import load_split
+from prunelab.device import resolve_device
 from prunelab.errors import UserError
 from prunelab.io import staged_outputs
 from prunelab.measure import count_macs
@@ -38,7 +39,7 @@ def main(
     small = copy.deepcopy(masked)
     removed = compact(small)
     images = load_split(data, train=False).images[:256]
-    difference = max_output_difference(masked, small, images)
+    difference = max_output_difference(masked, small, images, resolve_device(cfg.train.device))
     if difference > cfg.compact.tolerance:
         raise UserError(
             f"compact: outputs of the compact model differ from the masked model by {difference:.3g} "

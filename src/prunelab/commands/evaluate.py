@@ -13,7 +13,7 @@ from prunelab.checkpoints import load_checkpoint
 from prunelab.commands import ParamsOption, console, done, single_command_app
 from prunelab.compact import load_model
 from prunelab.data import class_names, load_split
-from prunelab.device import dtype_name, resolve_device, resolve_precision
+from prunelab.device import device_description, dtype_name, resolve_device, resolve_precision
 from prunelab.errors import UserError
 from prunelab.io import staged_outputs
 from prunelab.measure import (
@@ -75,13 +75,17 @@ def main(
     # speed-ups against the baseline, else the first model, measured in the same rounds
     reference = "baseline" if "baseline" in nets else next(iter(nets))
     for batch in cfg.evaluate.latency_batch_sizes:
-        timings = compare_latency(nets, batch, dtype, cfg.evaluate.latency_seconds)
+        timings = compare_latency(nets, batch, dtype, cfg.evaluate.latency_seconds, device=device)
         latency = {name: timing["median_ms"] for name, timing in timings.items()}
         for name, speedup in speedups(latency, reference).items():
             results[name][f"latency_ms_b{batch}"] = timings[name]["median_ms"]
             results[name][f"latency_iqr_ms_b{batch}"] = timings[name]["iqr_ms"]
             results[name][f"speedup_b{batch}"] = speedup
-    setup = {"device": "cpu", "threads": torch.get_num_threads(), "precision": dtype_name(dtype)}
+    setup = {
+        "device": device_description(device),
+        "threads": torch.get_num_threads(),
+        "precision": dtype_name(dtype),
+    }
     with staged_outputs() as outputs:
         outputs.write_json(metrics, {**results, "latency_setup": setup})
         for name, rows in confusions.items():
