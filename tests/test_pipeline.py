@@ -22,7 +22,7 @@ from prunelab.fetch import CHECKSUMS_ENV
 from tests.conftest import ROOT, write_params
 
 PLUGIN = "prunelab.examples.fpgm:GeometricMedianStructured"
-SWEEP = {"methods": ["l1_unstructured", PLUGIN], "amounts": [0.3, 0.6], "val_images": 0}
+SWEEP = {"methods": ["l1_unstructured", PLUGIN], "points": [0.3, "2x"], "val_images": 0}
 
 IDENTITY = {
     "GIT_AUTHOR_NAME": "prunelab tests",
@@ -175,10 +175,16 @@ def test_exp_run_with_set_param(project: tuple[Path, dict[str, str]]) -> None:
 def test_sweep_points_and_report(project: tuple[Path, dict[str, str]]) -> None:
     root, _ = project
     for method in SWEEP["methods"]:
-        for amount in SWEEP["amounts"]:
-            point = json.loads((root / f"metrics/sweep/{method}-{amount}.json").read_text())
-            # exact counts are unit-tested; here structured rounding on 8-filter layers is ±1/16
-            assert point["method"] == method and point["targeted_sparsity"] == pytest.approx(amount, abs=0.07)
+        structured = method == PLUGIN  # FPGM removes whole filters: the compacted model is smaller
+        for spot in SWEEP["points"]:
+            point = json.loads((root / f"metrics/sweep/{method}-{spot}.json").read_text())
+            assert point["method"] == method and point["point"] == spot
+            if spot == "2x":  # a cost target: MACs for a channel method, compression otherwise
+                assert point["macs_speedup" if structured else "compression"] >= 2.0
+            else:  # exact counts are unit-tested; structured rounding on 8-filter layers is ±1/16
+                assert point["targeted_sparsity"] == pytest.approx(spot, abs=0.07)
+            # l1's masks are not random: its random floor runs beside it, over the seeds
+            assert list(point["random_floor"]) == ([] if structured else ["none", "bn_recalibration"])
             assert list(point["recovery"]) == ["none", "bn_recalibration"]  # the default sweep.recovery
             for result in point["recovery"].values():
                 # a plugin may be seed-dependent: scored once per sweep.seeds entry; l1 once
@@ -187,12 +193,12 @@ def test_sweep_points_and_report(project: tuple[Path, dict[str, str]]) -> None:
                 mean = sum(result["val_acc_by_seed"].values()) / len(seeds)
                 assert result["val_acc"] == pytest.approx(mean, abs=1e-6)
             assert point["compression"] == pytest.approx(point["params"] / point["params_nonzero"], rel=1e-3)
-            structured = method == PLUGIN  # FPGM removes whole filters: the compacted model is smaller
             assert (point["macs_compact"] < point["macs"]) == structured
             assert point["latency_speedup_b8"] > 0 and (point["latency_speedup_b1"] == 1.0 or structured)
     table = (root / "report/sweep.md").read_text()
     assert "| l1_unstructured |" in table and PLUGIN in table and "mean ± std over 3 seeds" in table
     assert "(`none`)" in table and "(`bn_recalibration`)" in table and "What each point costs" in table
+    assert "## Against the random floor" in table and "l1_unstructured: above its floor at" in table
     plugin_rows = [line for line in table.splitlines() if line.startswith(f"| {PLUGIN}")]
     # two recoveries, then the cost table and the claimed-against-realised table
     assert [row.count("±") for row in plugin_rows] == [2, 2, 0, 0]
@@ -206,7 +212,7 @@ def test_sweep_points_and_report(project: tuple[Path, dict[str, str]]) -> None:
 def test_editing_one_sweep_entry_reruns_only_its_points(project: tuple[Path, dict[str, str]]) -> None:
     root, env = project
     params = yaml.safe_load((root / "params.yaml").read_text())
-    params["sweep"]["amounts"] = [0.3, 0.5]
+    params["sweep"]["points"] = [0.3, 0.5]
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     out = dvc(root, env, "repro")
     ran = sorted(line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage"))

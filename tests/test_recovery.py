@@ -1,24 +1,32 @@
-"""Recovery after pruning: BatchNorm recalibration and budgeted fine-tuning, and the sweep
-points that score each side by side."""
+"""Recovery after pruning (BatchNorm recalibration, budgeted fine-tuning, learning-rate
+rewinding), the controls (random floor, scratch), and the sweep points that score each side by
+side, at amounts or at cost targets."""
 
 from __future__ import annotations
 
+import copy
 import json
+import math
 from pathlib import Path
 
 import pytest
 import torch
 
+import prunelab.recovery
+from prunelab.compact import compacted_macs
+from prunelab.controls import random_floor_masks, train_from_scratch
 from prunelab.data import normalize, train_and_validation
 from prunelab.device import resolve_device
+from prunelab.errors import UserError
+from prunelab.measure import count_macs
 from prunelab.models import build_model
-from prunelab.params import Params, ParamsError, parse_params
+from prunelab.params import Params, ParamsError, cost_target, parse_params
 from prunelab.predict import split_accuracy
-from prunelab.prune import prune_model
-from prunelab.recovery import fine_tune, recalibrate_batchnorm
+from prunelab.prune import amount_for_cost, apply_masks, prune_model
+from prunelab.recovery import fine_tune, recalibrate_batchnorm, rewind_lr
 from prunelab.report import plot_rows, sweep_table_markdown
 from prunelab.sweep import score_point
-from prunelab.train import fit
+from prunelab.train import fit, lr_at
 from tests.conftest import TINY
 
 CPU = torch.device("cpu")
@@ -95,10 +103,14 @@ def test_sweep_point_scores_every_recovery_side_by_side(trained, data_dir: Path)
     assert list(point["recovery"]["none"]["val_acc_by_seed"]) == ["0"]
     assert list(point["recovery"]["bn_recalibration"]["val_acc_by_seed"]) == ["0"]
     assert list(point["recovery"]["finetune"]["val_acc_by_seed"]) == ["0", "1"]
+    # its random floor: random masks, so every recovery once per seed
+    assert list(point["random_floor"]) == ["none", "bn_recalibration", "finetune"]
+    assert all(list(r["val_acc_by_seed"]) == ["0", "1"] for r in point["random_floor"].values())
     assert point["macs_compact"] < point["macs"] and point["macs_speedup"] > 1.5
     assert {"latency_speedup_b1", "latency_speedup_b8"} <= set(point)  # TINY's latency batch sizes
     assert point["compression"] > 1.5
     json.dumps(point, allow_nan=False)
+    assert point["point"] == point["amount"] == 0.5
     table = sweep_table_markdown([point], [0.5], 0.9)
     assert table.count("| ln_structured |") == 4 and "after fine-tuning" in table
     rows = plot_rows([point])
@@ -110,3 +122,138 @@ def test_recovery_list_is_validated() -> None:
         parse_params({"sweep": {"recovery": ["none", "bn"]}})
     with pytest.raises(ParamsError, match="list each recovery once"):
         parse_params({"sweep": {"recovery": ["none", "none"]}})
+
+
+def test_cost_target_points_meet_their_target_at_the_smallest_amount(trained, data_dir: Path) -> None:
+    model, base = trained
+    params = base.model_copy(
+        update={
+            "sweep": base.sweep.model_copy(update={"seeds": [0], "random_floor": False, "recovery": ["none"]})
+        }
+    )
+    train, val = train_and_validation(data_dir, params.data.val_size, params.data.split_seed, 100)
+
+    def load() -> torch.nn.Module:
+        net = build_model(params.model.arch, params.model.kwargs)
+        net.load_state_dict(model.state_dict())
+        return net
+
+    for method, cost in (("group_lamp", "macs_speedup"), ("global_unstructured", "compression")):
+        point = score_point(load, params, method, "2x", train, val, device=CPU, dtype=torch.float32)
+        assert point["point"] == "2x" and point[cost] >= 2.0
+        # one step of the search less does not reach it
+        cfg = params.sweep.prune_params(params.prune, method, point["amount"] - 1 / 512, 0)
+        smaller = load()
+        prune_model(smaller, cfg)
+        ratio = (
+            compacted_ratio(load(), smaller)
+            if cost == "macs_speedup"
+            else sum(p.numel() for p in smaller.parameters())
+            / sum(int(p.count_nonzero()) for p in smaller.parameters())
+        )
+        assert ratio < 2.0
+    # unstructured methods are held to compression, which zeros inside a tensor do reach
+    assert point["macs_speedup"] == 1.0
+
+
+def compacted_ratio(dense: torch.nn.Module, pruned: torch.nn.Module) -> float:
+    return count_macs(dense) / compacted_macs(pruned)
+
+
+def test_unreachable_or_unmeasurable_cost_targets_are_clear_errors(trained) -> None:
+    model, params = trained
+    cfg = params.sweep.prune_params(params.prune, "ln_structured", 0.0, 0)
+    with pytest.raises(
+        UserError, match=r"sweep.points 50x .*gives only .*× fewer MACs once compacted, not 50×"
+    ):
+        amount_for_cost(model, cfg, 50, "sweep.points 50x (ln_structured)")
+    with pytest.raises(UserError, match=r"prune\.dim = 1 removes none"):
+        amount_for_cost(model, cfg.model_copy(update={"dim": 1}), 2, "sweep.points 2x")
+
+
+@pytest.mark.parametrize("bad", ["1x", "0.5x", "x", "2X", "fast", 1.5, -1])
+def test_sweep_points_are_validated(bad: object) -> None:
+    with pytest.raises(ParamsError, match=r"sweep.points.0"):
+        parse_params({"sweep": {"points": [bad]}})
+
+
+def test_sweep_points_accept_amounts_counts_and_cost_targets() -> None:
+    assert parse_params({"sweep": {"points": [0.3, 5, "1.5x", "4x"]}}).sweep.points == [0.3, 5, "1.5x", "4x"]
+    assert cost_target("1.5x") == 1.5 and cost_target(0.5) is None
+
+
+def test_random_floor_keeps_each_layers_counts_and_randomises_the_units(trained) -> None:
+    model, params = trained
+    for method, unit in (("l1_unstructured", "weight"), ("ln_structured", "channel")):
+        net = copy.deepcopy(model)
+        result = prune_model(net, params.prune.one_shot(method, 0.5, ["Conv2d"]))
+        floors = [
+            random_floor_masks(copy.deepcopy(model), result, unit, torch.Generator().manual_seed(s))
+            for s in (0, 1)
+        ]
+        for floor in floors:
+            assert set(floor) == set(result.masks)  # BatchNorm channels included for channels
+            for name, keep in result.masks.items():
+                assert int((~floor[name]).sum()) == int((~keep).sum()), name
+        assert any(not torch.equal(floors[0][n], floors[1][n]) for n in result.masks)  # seeded
+        assert any(not torch.equal(floors[0][n], result.masks[n]) for n in result.masks)
+    # channel floors remove as many MACs as the criterion once compacted
+    control = copy.deepcopy(model)
+    apply_masks(control, floors[1])
+    assert compacted_macs(control) == compacted_macs(net)
+
+
+def test_random_floor_prunes_the_same_channels_of_coupled_convs() -> None:
+    torch.manual_seed(0)
+    model = build_model("resnet20", {"width": 8}).eval()
+    params = parse_params({"model": {"arch": "resnet20", "kwargs": {"width": 8}}})
+    net = copy.deepcopy(model)
+    result = prune_model(net, params.prune.one_shot("group_l2", 0.5, ["Conv2d"], scope="global"))
+    floor = random_floor_masks(model, result, "channel", torch.Generator().manual_seed(0))
+    control = copy.deepcopy(model)
+    apply_masks(control, floor)
+    # residual-coupled convs lose the same channels, so compaction removes them all
+    assert compacted_macs(control) == compacted_macs(net) < count_macs(model)
+
+
+def test_lr_rewinding_trains_at_the_last_learning_rates_of_the_baseline_schedule(
+    trained, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model, params = trained
+    train, _ = train_and_validation(data_dir, params.data.val_size, params.data.split_seed)
+    seen: dict[str, object] = {}
+
+    def record(net, split, cfg, *, masks, label, lr_schedule):
+        seen.update(cfg=cfg, masks=masks, schedule=lr_schedule)
+
+    monkeypatch.setattr(prunelab.recovery, "fit", record)
+    cfg = params.train.model_copy(update={"epochs": 4, "warmup": 0.25})
+    rewind_lr(model, train, {"w": torch.ones(1)}, cfg, epochs=1, seed=7)
+    per_epoch = math.ceil(len(train) / cfg.batch_size)
+    schedule = seen["schedule"]
+    assert seen["cfg"].epochs == 1 and seen["cfg"].seed == 7 and seen["masks"] == {"w": torch.ones(1)}
+    # step 0 of the rewound epoch is step 3 × per_epoch of the 4-epoch schedule; it ends at 0
+    assert schedule(0, per_epoch) == pytest.approx(lr_at(3 * per_epoch, 4 * per_epoch, cfg.lr, 0.25))
+    assert schedule(0, per_epoch) < cfg.lr / 2
+    assert schedule(per_epoch - 1, per_epoch) == pytest.approx(
+        lr_at(4 * per_epoch - 1, 4 * per_epoch, cfg.lr, 0.25)
+    )
+
+
+def test_scratch_trains_the_pruned_architecture_from_a_fresh_init(trained, data_dir: Path) -> None:
+    model, base = trained
+    params = base.model_copy(update={"train": base.train.model_copy(update={"epochs": 1})})
+    train, _ = train_and_validation(data_dir, params.data.val_size, params.data.split_seed)
+    structured = copy.deepcopy(model)
+    result = prune_model(structured, params.prune.one_shot("ln_structured", 0.5, ["Conv2d"]))
+    scratch = train_from_scratch(structured, result, "channel", train, params, seed=3)
+    assert count_macs(scratch) == compacted_macs(structured) < count_macs(model)  # compacted shapes
+    unstructured = copy.deepcopy(model)
+    result = prune_model(unstructured, params.prune.one_shot("l1_unstructured", 0.5, ["Conv2d"]))
+    scratch = train_from_scratch(unstructured, result, "weight", train, params, seed=3)
+    weights = dict(scratch.named_parameters())
+    for name, keep in result.masks.items():
+        assert int(weights[name].detach()[~keep].count_nonzero()) == 0  # masks held
+        assert not torch.equal(
+            weights[name].detach()[keep], dict(unstructured.named_parameters())[name].detach()[keep]
+        )

@@ -8,7 +8,9 @@ from prunelab.report import (
     best_at_budgets_markdown,
     claimed_vs_realised_markdown,
     pareto_points,
+    random_floor_markdown,
     save_pareto_png,
+    sweep_table_markdown,
     z_score,
 )
 
@@ -26,6 +28,7 @@ def point(
     result = {"val_acc": acc, "val_acc_std": std, "val_acc_by_seed": seeds}
     return {
         "method": method,
+        "point": amount,
         "amount": amount,
         "macs_speedup": macs,
         "compression": compression,
@@ -90,3 +93,37 @@ def test_claimed_against_realised_speedup_per_structured_method() -> None:
     assert "at batch 1, 128" in table
     text = best_at_budgets_markdown(points)
     assert "**≥ 3× faster, measured at the largest latency batch**: filters 0.7000" in text
+
+
+def with_floor(p: dict, floor_acc: float, std: float = 0.0) -> dict:
+    seeds = {"0": floor_acc - std, "1": floor_acc + std}
+    result = {"val_acc": floor_acc, "val_acc_std": std, "val_acc_by_seed": seeds}
+    return {**p, "random_floor": {"none": result, "bn_recalibration": result}}
+
+
+def test_each_method_against_its_random_floor_with_a_verdict() -> None:
+    points = [
+        with_floor(point("lamp", "2x", 0.80, 2.0, 2.0), 0.60, std=0.01),  # far above
+        with_floor(point("lamp", "4x", 0.40, 4.0, 4.0), 0.41, std=0.02),  # within noise
+        with_floor(point("bad", "2x", 0.50, 2.0, 2.0), 0.70, std=0.01),  # below
+        point("random_structured", "2x", 0.55, 2.0, 2.0),  # random masks: no floor of its own
+    ]
+    text = random_floor_markdown(points, ["2x", "4x"])
+    section = text.split("(`bn_recalibration`)")[1]
+    assert "| lamp | 0.8000 vs 0.6000 ± 0.0100 **above** | 0.4000 vs 0.4100 ± 0.0200 ≈ |" in section
+    assert "| bad | 0.5000 vs 0.7000 ± 0.0100 **below** | – |" in section
+    assert "random_structured" not in text
+    assert "lamp: above its floor at 1 of 2 points, below at 0" in section
+    assert "bad: above its floor at 0 of 1 points, below at 1" in section
+    assert random_floor_markdown([point("x", 0.5, 0.5, 1, 1)], [0.5]) == ""
+
+
+def test_cost_targets_and_amounts_share_one_table() -> None:
+    points = [
+        {**point("lamp", "2x", 0.8, 2.0, 2.0), "amount": 0.2871, "targeted_sparsity": 0.29},
+        {**point("lamp", 0.3, 0.85, 1.2, 1.4), "targeted_sparsity": 0.3},
+    ]
+    table = sweep_table_markdown(points, ["2x", 0.3], 0.9)
+    assert "| method | 2x | 0.3 |" in table and "cost target" in table
+    assert "| lamp | 0.8000 (0.29) | 0.8500 (0.30) |" in table
+    assert "| lamp | 0.287: 2.00× / 2.00× | 0.3: 1.40× / 1.20× |" in table

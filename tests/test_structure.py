@@ -42,6 +42,7 @@ LAYERS = [
     {"compact", "tracking", "recovery"},
     {"groups"},
     {"prune"},
+    {"controls"},
     {"sensitivity", "sweep"},
     {"report", "paramdoc", "examples", "examples.fpgm"},
     {"commands"},
@@ -253,13 +254,13 @@ def test_every_stage_lists_the_params_it_reads(
 ) -> None:
     """Runs every stage's command from dvc.yaml in-process, on generated data, with settings
     that reach every reader of prune.*: a structured and a global method, and a plugin (which
-    reads prune.options); and every recovery of the sweep."""
+    reads prune.options); amounts and cost targets; every recovery of the sweep and its floor."""
     plugin = "prunelab.examples.fpgm:GeometricMedianStructured"
     sweep = {
         "methods": ["ln_structured", "global_unstructured", "group_lamp", plugin],
-        "amounts": [0.5],
+        "points": [0.5, "2x"],
         "seeds": [0, 1],
-        "recovery": ["none", "bn_recalibration", "finetune"],
+        "recovery": ["none", "bn_recalibration", "finetune", "lr_rewind", "scratch"],
         "recalibration_images": 64,
     }
     write_params(
@@ -276,9 +277,9 @@ def test_every_stage_lists_the_params_it_reads(
         runs = [stage["cmd"]]
         if "matrix" in stage:
             runs = [
-                stage["cmd"].replace("${item.method}", m).replace("${item.amount}", str(a))
+                stage["cmd"].replace("${item.method}", m).replace("${item.point}", str(a))
                 for m in sweep["methods"]
-                for a in sweep["amounts"]
+                for a in sweep["points"]
             ]
         command = Path(script_of(stage)).stem
         app = importlib.import_module(f"prunelab.commands.{command}").app

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -55,6 +56,31 @@ def check_amount(value: float | int) -> float | int:
 
 Amount = Annotated[float | int, AfterValidator(check_amount)]
 """A fraction in [0, 1] of the units, or (an int) an absolute count."""
+
+_COST_TARGET = re.compile(r"(\d+(?:\.\d+)?)x")
+
+
+def cost_target(point: float | int | str) -> float | None:
+    """The ratio of a sweep point written as a cost target (`2x` → 2.0); None for an amount."""
+    match = _COST_TARGET.fullmatch(point) if isinstance(point, str) else None
+    return float(match[1]) if match else None
+
+
+def check_sweep_point(value: float | int | str) -> float | int | str:
+    if isinstance(value, str):
+        ratio = cost_target(value)
+        if ratio is None or ratio <= 1:
+            raise ValueError(
+                f"{value!r} is neither an amount nor a cost target: write a ratio above 1 followed by "
+                "x, e.g. 2x (× fewer MACs for channel methods, × compression for unstructured ones)"
+            )
+        return value
+    return check_amount(value)
+
+
+SweepPoint = Annotated[float | int | str, AfterValidator(check_sweep_point)]
+"""An amount (as prune.amount), or a cost target `<ratio>x` that each method meets by searching
+its amount."""
 
 
 class Section(BaseModel):
@@ -320,7 +346,8 @@ class SensitivityParams(Section):
 
 
 class SweepParams(Section):
-    """The comparison sweep: every method × amount prunes the baseline one-shot."""
+    """The comparison sweep: every method × point prunes the baseline one-shot, then scores it
+    after each recovery."""
 
     methods: Annotated[list[str], Field(min_length=1)] = Field(
         default_factory=lambda: [
@@ -334,10 +361,13 @@ class SweepParams(Section):
         ]
     )
     """Methods compared (built-in names or plugin import paths)."""
-    amounts: Annotated[list[Amount], Field(min_length=1)] = Field(
-        default_factory=lambda: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
+    points: Annotated[list[SweepPoint], Field(min_length=1)] = Field(
+        default_factory=lambda: ["1.5x", "2x", "3x", "4x"]
     )
-    """Amounts compared; write floats as an explicit list (DVC's matrix)."""
+    """Where each method is scored. A cost target `<ratio>x` is met by each method at its own
+    smallest amount: × fewer MACs once compacted for channel methods (prune.dim 0), × compression
+    (params / nonzero params) for unstructured ones, so methods are compared at equal cost. A
+    number is an amount, as prune.amount. Write floats as an explicit list (DVC's matrix)."""
     targets: Annotated[list[str], Field(min_length=1)] = Field(default_factory=lambda: ["Conv2d"])
     """What every sweep point prunes; the other prune.* settings (round_to, n, dim, criterion,
     parameters, options) are shared with the prune stage."""
@@ -353,13 +383,23 @@ class SweepParams(Section):
     """prune.seed values: a method whose masks depend on the seed (random ones, plugins) is
     scored once per seed and reported as mean ± std; deterministic ones run once, except when
     fine-tuned (each seed then also seeds the fine-tuning: finetune.seed + seed)."""
-    recovery: Annotated[list[Literal["none", "bn_recalibration", "finetune"]], Field(min_length=1)] = Field(
-        default_factory=lambda: ["none", "bn_recalibration"]
-    )
+    recovery: Annotated[
+        list[Literal["none", "bn_recalibration", "finetune", "lr_rewind", "scratch"]], Field(min_length=1)
+    ] = Field(default_factory=lambda: ["none", "bn_recalibration"])
     """What each point is scored after, side by side: `none` (one-shot); `bn_recalibration`
     (BatchNorm running statistics re-estimated on sweep.recalibration_images training images,
     seconds a point); `finetune` (sweep.finetune_epochs of fine-tuning with masks held and the
-    finetune.* settings, once per sweep.seeds entry: minutes a point on a CPU)."""
+    finetune.* settings, once per sweep.seeds entry: minutes a point on a CPU). Two controls:
+    `lr_rewind` (the same epochs with masks held, but at the learning rates of the last
+    sweep.finetune_epochs of the baseline's own train.* schedule: Renda et al. 2020) and
+    `scratch` (the pruned architecture, compacted for channel methods and masked for
+    unstructured ones, trained from a fresh init for train.epochs + sweep.finetune_epochs:
+    Liu et al. 2019; as long as training the baseline)."""
+    random_floor: bool = True
+    """Also score, for each method whose masks are not random, random masks that prune exactly
+    as many units of each layer (the same channels across coupled layers), once per sweep.seeds
+    entry, after the same recoveries but `scratch` (whose architecture is the same): the floor
+    the criterion must beat at its own per-layer ratios."""
     recalibration_images: Annotated[int, Field(ge=1)] = 2560
     """Training images (the first of the training split, not augmented) on which
     `bn_recalibration` re-estimates the BatchNorm statistics."""
@@ -373,7 +413,7 @@ class SweepParams(Section):
             raise ValueError("list each recovery once")
         return value
 
-    def point(self, base: PruneParams, method: str, amount: float | int, seed: int) -> PruneParams:
+    def prune_params(self, base: PruneParams, method: str, amount: float | int, seed: int) -> PruneParams:
         """The prune settings of one sweep point and seed."""
         return base.one_shot(method, amount, self.targets, exclude=self.exclude, seed=seed, scope=self.scope)
 

@@ -23,7 +23,6 @@ from prunelab.amounts import final_count, step_fractions
 from prunelab.compact import compacted_macs, coupled_channel_masks
 from prunelab.errors import UserError
 from prunelab.groups import CRITERIA, channel_masks
-from prunelab.measure import count_macs
 from prunelab.models import prunable_layers
 from prunelab.params import PruneParams
 from prunelab.plugins import is_import_path, load_object
@@ -364,25 +363,46 @@ def apply_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> None:
 
 def amount_for_macs_reduction(model: nn.Module, cfg: PruneParams) -> float:
     """The smallest uniform amount (to 1/1024) at which `model`, pruned as `cfg` says and
-    compacted, keeps at most (1 − cfg.macs_reduction) of its MACs. MACs fall as the amount
-    grows (per-layer counts only grow), so bisection finds it."""
+    compacted, keeps at most (1 − cfg.macs_reduction) of its MACs."""
     if cfg.macs_reduction is None:
         raise ValueError("cfg.macs_reduction is not set")
-    dense = count_macs(model)
-    goal = dense * (1 - cfg.macs_reduction)
+    return amount_for_cost(
+        model, cfg, 1 / (1 - cfg.macs_reduction), f"prune.macs_reduction = {cfg.macs_reduction}"
+    )
 
-    def macs_at(amount: float) -> int:
+
+def amount_for_cost(model: nn.Module, cfg: PruneParams, ratio: float, key: str) -> float:
+    """The smallest amount (to 1/1024) at which `model`, pruned as `cfg` says, is `ratio` times
+    cheaper: fewer MACs once compacted for a method that removes output channels, compression
+    (params / nonzero params) for an unstructured one. Both grow with the amount (per-layer
+    counts only grow), so bisection finds it. `key` names the setting in errors."""
+    unit = resolve_method(cfg.method).unit
+    if unit == "channel" and cfg.dim != 0:
+        raise UserError(
+            f"{key}: a cost target needs whole output channels removed; '{cfg.method}' with "
+            f"prune.dim = {cfg.dim} removes none. Set prune.dim: 0 or give an amount"
+        )
+    what = "fewer MACs once compacted" if unit == "channel" else "compression (params / nonzero)"
+
+    def cost(m: nn.Module) -> int:
+        if unit == "channel":
+            return compacted_macs(m)
+        return sum(int(p.count_nonzero()) for p in m.parameters())
+
+    dense = cost(model)
+
+    def ratio_at(amount: float) -> float:
         trial = copy.deepcopy(model)
         prune_model(trial, cfg.one_shot(cfg.method, amount, cfg.targets, exclude=cfg.exclude))
-        return compacted_macs(trial)
+        return dense / max(1, cost(trial))
 
-    lo, hi = 0.0, 0.9  # beyond 0.9 small layers lose every channel
-    if (reached := macs_at(hi)) > goal:
+    lo, hi = 0.0, 0.9 if unit == "channel" else 0.999  # beyond 0.9 small layers lose every channel
+    if (reached := ratio_at(hi)) < ratio:
         raise UserError(
-            f"prune.macs_reduction = {cfg.macs_reduction}: even amount {hi} on prune.targets "
-            f"removes only {1 - reached / dense:.1%} of the MACs; target more layers or ask for less"
+            f"{key}: even amount {hi} of {cfg.method} on the targets gives only {reached:.2f}× "
+            f"{what}, not {ratio:g}×; target more layers or ask for less"
         )
     while hi - lo > 1 / 1024:
         mid = (lo + hi) / 2
-        lo, hi = (lo, mid) if macs_at(mid) <= goal else (mid, hi)
+        lo, hi = (lo, mid) if ratio_at(mid) >= ratio else (mid, hi)
     return hi

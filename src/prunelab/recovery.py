@@ -1,5 +1,6 @@
 """Recovering accuracy after pruning, as the comparison scores it: nothing (one-shot),
-re-estimated BatchNorm statistics (seconds), or fine-tuning for a fixed budget with masks held.
+re-estimated BatchNorm statistics (seconds), fine-tuning for a fixed budget with masks held, or
+learning-rate rewinding (the same budget at the baseline schedule's last learning rates).
 
 One-shot accuracy after pruning is dominated by BatchNorm running statistics that no longer fit
 the pruned network, not by which weights were removed; recalibrating them on a few thousand
@@ -14,7 +15,7 @@ from torch import nn
 from prunelab.data import Split, normalize
 from prunelab.device import autocast, channels_last
 from prunelab.params import FinetuneParams, TrainParams
-from prunelab.train import fit
+from prunelab.train import fit, lr_at, steps_per_epoch
 
 
 @torch.no_grad()
@@ -51,3 +52,26 @@ def fine_tune(
     held at zero."""
     cfg = finetune.train_params(train_cfg, epochs=epochs).model_copy(update={"seed": seed})
     fit(model, train, cfg, masks=masks, label="recovery fine-tune")
+
+
+def rewind_lr(
+    model: nn.Module,
+    train: Split,
+    masks: dict[str, torch.Tensor],
+    train_cfg: TrainParams,
+    *,
+    epochs: int,
+    seed: int,
+) -> None:
+    """Learning-rate rewinding (Renda et al., ICLR 2020): `epochs` of training with masks held,
+    at the learning rates the baseline's own schedule (train.*) used in its last `epochs`
+    epochs, instead of fine-tuning's small constant-peak schedule."""
+    cfg = train_cfg.model_copy(update={"epochs": epochs, "seed": seed})
+    per_epoch = steps_per_epoch(len(train), train_cfg.batch_size)
+    full = per_epoch * train_cfg.epochs
+    skipped = per_epoch * max(0, train_cfg.epochs - epochs)
+
+    def schedule(step: int, total: int) -> float:
+        return lr_at(skipped + step, max(full, skipped + total), train_cfg.lr, train_cfg.warmup)
+
+    fit(model, train, cfg, masks=masks, label="lr rewinding", lr_schedule=schedule)

@@ -13,33 +13,42 @@ RECOVERY_TITLES = {
     "none": "one-shot, no recovery",
     "bn_recalibration": "after BatchNorm recalibration",
     "finetune": "after fine-tuning with masks held",
+    "lr_rewind": "after learning-rate rewinding (control)",
+    "scratch": "the pruned architecture trained from scratch (control)",
 }
 
 
-def sweep_table_markdown(
-    points: list[dict[str, Any]], amounts: list[float | int], dense_acc: float | None
-) -> str:
-    """One table per recovery (rows: methods; columns: amounts; cells: validation accuracy, ±
-    its std over seeds where it depends on the seed, and the counted targeted sparsity), then a
-    table of what each point costs."""
-    methods = list(dict.fromkeys(p["method"] for p in points))
-    by_key = {(p["method"], p["amount"]): p for p in points}
+Grid = list[float | int | str]
+"""sweep.points: amounts and cost targets (`2x`)."""
+
+
+def _grid_table(points: list[dict[str, Any]], grid: Grid, cell: Any, methods: list[str] | None = None) -> str:
+    """Rows: methods; columns: sweep.points; `cell(point)` fills each cell."""
+    by_key = {(p["method"], p["point"]): p for p in points}
+    methods = methods if methods is not None else list(dict.fromkeys(p["method"] for p in points))
+    lines = ["| method | " + " | ".join(str(g) for g in grid) + " |", "|---|" + "---|" * len(grid)]
+    lines += [
+        f"| {method} | "
+        + " | ".join(cell(by_key[(method, g)]) if (method, g) in by_key else "–" for g in grid)
+        + " |"
+        for method in methods
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def sweep_table_markdown(points: list[dict[str, Any]], grid: Grid, dense_acc: float | None) -> str:
+    """One table per recovery (rows: methods; columns: sweep.points; cells: validation accuracy,
+    ± its std over seeds where it depends on the seed, and the counted targeted sparsity), then
+    a table of what each point costs."""
     recoveries = list(dict.fromkeys(r for p in points for r in p["recovery"]))
-    header = "| method | " + " | ".join(str(a) for a in amounts) + " |\n|---|" + "---|" * len(amounts)
 
     def table(cell: Any) -> str:
-        rows = [
-            f"| {method} | "
-            + " | ".join(cell(by_key[(method, a)]) if (method, a) in by_key else "–" for a in amounts)
-            + " |"
-            for method in methods
-        ]
-        return header + "\n" + "\n".join(rows) + "\n"
+        return _grid_table(points, grid, cell)
 
     seeds = max((len(s["val_acc_by_seed"]) for p in points for s in p["recovery"].values()), default=1)
     dense = f"Dense baseline: {dense_acc:.4f}. " if dense_acc is not None else ""
     repeated = (
-        f"Where a result depends on the seed (random methods, plugins, fine-tuning) it is the mean ± "
+        f"Where a result depends on the seed (random methods, plugins, training) it is the mean ± "
         f"std over {seeds} seeds (sweep.seeds); the random methods are the floor a criterion must "
         "beat. "
         if seeds > 1
@@ -48,8 +57,10 @@ def sweep_table_markdown(
     parts = [
         "# Pruning methods compared\n\n"
         f"Validation accuracy ({points[0]['val_images'] if points else 0} validation images) of each "
-        "method and amount, after each recovery (sweep.recovery); in brackets the fraction of "
-        f"targeted weights that are zero, counted. {dense}{repeated.rstrip()}\n\n"
+        "method at each point of sweep.points, after each recovery (sweep.recovery); in brackets "
+        "the fraction of targeted weights that are zero, counted. A point `<r>x` is a cost target "
+        "each method meets at its own amount: r× fewer MACs once compacted for channel methods, "
+        f"r× compression (params / nonzero) for unstructured ones. {dense}{repeated.rstrip()}\n\n"
     ]
     for recovery in recoveries:
         parts.append(f"## {RECOVERY_TITLES.get(recovery, recovery)} (`{recovery}`)\n\n")
@@ -58,11 +69,11 @@ def sweep_table_markdown(
         )
         parts.append("\n")
     parts.append(
-        "## What each point costs\n\nCompression (params / nonzero params) and MACs speed-up of the "
-        "compacted model (dense MACs / compacted MACs; only structured methods remove whole "
-        "channels).\n\n"
+        "## What each point costs\n\nThe amount pruned (searched, for a cost target), then compression "
+        "(params / nonzero params) and MACs speed-up of the compacted model (dense MACs / compacted "
+        "MACs; only structured methods remove whole channels).\n\n"
     )
-    parts.append(table(lambda p: f"{p['compression']:.2f}× / {p['macs_speedup']:.2f}×"))
+    parts.append(table(lambda p: f"{p['amount']:.3g}: {p['compression']:.2f}× / {p['macs_speedup']:.2f}×"))
     return "".join(parts)
 
 
@@ -78,6 +89,7 @@ def plot_rows(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
         {
             "method": p["method"],
             "recovery": recovery,
+            "point": str(p["point"]),
             "amount": p["amount"],
             "sparsity": p["targeted_sparsity"],
             "val_acc": result["val_acc"],
@@ -128,6 +140,45 @@ def save_sweep_png(points: list[dict[str, Any]], dense_acc: float | None, path: 
     plt.close(fig)
 
 
+def random_floor_markdown(points: list[dict[str, Any]], grid: Grid) -> str:
+    """Each method against its random floor (random units, the method's own per-layer counts),
+    per recovery and point, with a verdict per method."""
+    floored = [p for p in points if p.get("random_floor")]
+    if not floored:
+        return ""
+    methods = list(dict.fromkeys(p["method"] for p in floored))
+    recoveries = list(dict.fromkeys(r for p in floored for r in p["random_floor"]))
+    lines = [
+        "## Against the random floor\n",
+        "Each criterion against random masks that prune exactly as many units of each layer "
+        "(sweep.random_floor; mean ± std over the seeds), so only the choice of units differs: "
+        "same MACs, same parameter count. Verdicts by the two-sided z-test of the next section "
+        f"(|z| > {Z_95}): **above** or **below** the floor, else ≈ (within noise).\n",
+    ]
+    for recovery in recoveries:
+
+        def floor_of(p: dict[str, Any]) -> dict[str, Any]:
+            return {"recovery": p["random_floor"], "val_images": p["val_images"]}
+
+        def cell(p: dict[str, Any], r: str = recovery) -> str:
+            if r not in p.get("random_floor", {}):
+                return "–"
+            z = z_score(p, floor_of(p), r)
+            mark = "**above**" if z > Z_95 else "**below**" if z < -Z_95 else "≈"
+            return f"{_accuracy(p['recovery'][r])} vs {_accuracy(p['random_floor'][r])} {mark}"
+
+        lines.append(f"### {RECOVERY_TITLES.get(recovery, recovery)} (`{recovery}`)\n")
+        lines.append(_grid_table(floored, grid, cell, methods))
+        verdicts = []
+        for method in methods:
+            mine = [p for p in floored if p["method"] == method and recovery in p["random_floor"]]
+            zs = [z_score(p, floor_of(p), recovery) for p in mine]
+            above, below = sum(z > Z_95 for z in zs), sum(z < -Z_95 for z in zs)
+            verdicts.append(f"{method}: above its floor at {above} of {len(zs)} points, below at {below}")
+        lines.append("; ".join(verdicts) + ".\n")
+    return "\n".join(lines) + "\n"
+
+
 SPEEDUP_BUDGETS = (1.5, 2.0, 3.0, 4.0)
 COMPRESSION_BUDGETS = (2.0, 4.0, 8.0)
 COSTS = {
@@ -148,9 +199,9 @@ def with_latency(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{**p, "latency_speedup": p[f"latency_speedup_b{largest}"] if largest else 1.0} for p in points]
 
 
-def claimed_vs_realised_markdown(points: list[dict[str, Any]], amounts: list[float | int]) -> str:
-    """Per structured method and amount: the MACs speed-up the compacted model claims against
-    the latency speed-up measured at each batch size."""
+def claimed_vs_realised_markdown(points: list[dict[str, Any]], grid: Grid) -> str:
+    """Per structured method and sweep point: the MACs speed-up the compacted model claims
+    against the latency speed-up measured at each batch size."""
     batches = latency_batches(points)
     structured = [
         m
@@ -159,24 +210,18 @@ def claimed_vs_realised_markdown(points: list[dict[str, Any]], amounts: list[flo
     ]
     if not structured or not batches:
         return ""
-    by_key = {(p["method"], p["amount"]): p for p in points}
     lines = [
         "## Claimed against realised speed-up\n",
         "MACs speed-up of the compacted model → latency speed-up measured against the dense model "
         f"at batch {', '.join(map(str, batches))} (CPU, interleaved rounds, the precision of "
         "train.precision). Unstructured methods remove no whole channel: their models keep the "
         "dense shapes (1.00×).\n",
-        "| method | " + " | ".join(str(a) for a in amounts) + " |",
-        "|---|" + "---|" * len(amounts),
     ]
-    for method in structured:
-        cells = []
-        for amount in amounts:
-            p = by_key.get((method, amount))
-            measured = ", ".join(f"{p[f'latency_speedup_b{b}']:.2f}" for b in batches) if p else ""
-            cells.append(f"{p['macs_speedup']:.2f} → {measured}" if p else "–")
-        lines.append(f"| {method} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+
+    def cell(p: dict[str, Any]) -> str:
+        return f"{p['macs_speedup']:.2f} → " + ", ".join(f"{p[f'latency_speedup_b{b}']:.2f}" for b in batches)
+
+    return "\n".join(lines) + "\n" + _grid_table(points, grid, cell, structured)
 
 
 def best_at_budgets_markdown(points: list[dict[str, Any]]) -> str:
@@ -187,7 +232,8 @@ def best_at_budgets_markdown(points: list[dict[str, Any]]) -> str:
     lines = [
         f"## Best method at each budget ({RECOVERY_TITLES.get(recovery, recovery)})\n",
         "Per budget, each method's most accurate point that reaches it, best first (at most three). "
-        "Points lie on the sweep.amounts grid, so a method may overshoot the budget. The verdict "
+        "A cost target of sweep.points is met at the smallest amount that reaches it; a point given "
+        "as an amount may overshoot the budget. The verdict "
         "says the first beats the second only when a two-sided z-test on their difference is "
         f"significant at 95 % (z > {Z_95}), with each accuracy's binomial error on the "
         "validation images plus, where it was repeated, the standard error of its mean over seeds "
@@ -204,7 +250,7 @@ def best_at_budgets_markdown(points: list[dict[str, Any]]) -> str:
                     best[p["method"]] = p
             ranked = sorted(best.values(), key=lambda p: -p["recovery"][recovery]["val_acc"])[:3]
             entries = ", then ".join(
-                f"{p['method']} {_accuracy(p['recovery'][recovery])} (amount {p['amount']}, {p[cost]:.2f}×)"
+                f"{p['method']} {_accuracy(p['recovery'][recovery])} (amount {p['amount']:.3g}, {p[cost]:.2f}×)"
                 for p in ranked
             )
             verdict = ""
@@ -236,7 +282,7 @@ def z_score(a: dict[str, Any], b: dict[str, Any], recovery: str) -> float:
 
 
 def pareto_points(points: list[dict[str, Any]], recovery: str, cost: str) -> set[tuple[str, Any]]:
-    """(method, amount) of the points no other point beats on both cost and accuracy."""
+    """(method, point) of the points no other point beats on both cost and accuracy."""
     front = set()
     for p in points:
         acc = p["recovery"][recovery]["val_acc"]
@@ -247,7 +293,7 @@ def pareto_points(points: list[dict[str, Any]], recovery: str, cost: str) -> set
             for q in points
         )
         if not dominated:
-            front.add((p["method"], p["amount"]))
+            front.add((p["method"], p["point"]))
     return front
 
 
@@ -272,7 +318,7 @@ def save_pareto_png(points: list[dict[str, Any]], dense_acc: float | None, path:
                 marker="o",
                 label=method,
             )
-        on_front = [p for p in points if (p["method"], p["amount"]) in front]
+        on_front = [p for p in points if (p["method"], p["point"]) in front]
         ax.scatter(
             [p[cost] for p in on_front],
             [p["recovery"][recovery]["val_acc"] for p in on_front],

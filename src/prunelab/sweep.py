@@ -1,7 +1,8 @@
-"""One point of the comparison sweep: prune the baseline one-shot with a method at an amount,
-then score it on the validation split after each recovery (sweep.recovery), once per seed
-where the result depends on the seed, and record what the point costs: compression ratio, the
-MACs of the compacted model, and its latency speed-up measured against the dense model."""
+"""One point of the comparison sweep: prune the baseline one-shot with a method at an amount, or
+at the amount that meets a cost target, then score it on the validation split after each
+recovery (sweep.recovery), once per seed where the result depends on the seed, with its random
+floor (controls.py) beside it; and record what the point costs: compression ratio, the MACs of
+the compacted model, and its latency speed-up measured against the dense model."""
 
 from __future__ import annotations
 
@@ -13,19 +14,32 @@ import torch
 from torch import nn
 
 from prunelab.compact import compact
+from prunelab.controls import random_floor_masks, train_from_scratch
 from prunelab.data import Split
 from prunelab.measure import compare_latency, count_macs, mean_and_std, sparsity_report, speedups
-from prunelab.params import Params
+from prunelab.params import Params, cost_target
 from prunelab.predict import split_accuracy
-from prunelab.prune import prune_model, resolve_method
-from prunelab.recovery import fine_tune, recalibrate_batchnorm
+from prunelab.prune import PruneResult, Unit, amount_for_cost, apply_masks, prune_model, resolve_method
+from prunelab.recovery import fine_tune, recalibrate_batchnorm, rewind_lr
+
+TRAINED = ("finetune", "lr_rewind", "scratch")
+"""Recoveries that train, and so depend on their seed whatever the masks do."""
+
+
+def point_amount(baseline: nn.Module, params: Params, method: str, point: float | int | str) -> float | int:
+    """The amount of a sweep point: as written, or searched to meet its cost target."""
+    ratio = cost_target(point)
+    if ratio is None:
+        return point  # type: ignore[return-value]  # an amount, validated by the schema
+    cfg = params.sweep.prune_params(params.prune, method, 0.0, params.sweep.seeds[0])
+    return amount_for_cost(baseline, cfg, ratio, f"sweep.points {point} ({method})")
 
 
 def score_point(
     load_baseline: Callable[[], nn.Module],
     params: Params,
     method: str,
-    amount: float | int,
+    point: float | int | str,
     train: Split,
     val: Split,
     *,
@@ -33,41 +47,44 @@ def score_point(
     dtype: torch.dtype,
 ) -> dict[str, Any]:
     """The metrics of one sweep point; `load_baseline` gives a fresh copy of the dense model,
-    `train` is the training split (recalibration, fine-tuning), `val` the images scored."""
-    sweep, batch_size = params.sweep, params.evaluate.batch_size
+    `train` is the training split (recalibration, training recoveries), `val` the images scored."""
+    sweep = params.sweep
     pruning = resolve_method(method)
-    stochastic = pruning.stochastic(sweep.point(params.prune, method, amount, sweep.seeds[0]))
-    # Fine-tuning depends on its seed whatever the masks do; one-shot scores of a deterministic
-    # method do not, and are taken once.
-    seeds = sweep.seeds if stochastic or "finetune" in sweep.recovery else sweep.seeds[:1]
+    amount = point_amount(load_baseline(), params, method, point)
+    stochastic = pruning.stochastic(sweep.prune_params(params.prune, method, amount, sweep.seeds[0]))
+    with_floor = sweep.random_floor and not stochastic
+    # One-shot and recalibrated scores of a deterministic method do not depend on the seed and
+    # are taken once; masks drawn at random, and training, are repeated over sweep.seeds.
+    repeated = stochastic or with_floor or any(r in TRAINED for r in sweep.recovery)
+    seeds = sweep.seeds if repeated else sweep.seeds[:1]
 
     def score(net: nn.Module) -> float:
-        return split_accuracy(net, val, batch_size=batch_size, device=device, dtype=dtype)
+        return split_accuracy(net, val, batch_size=params.evaluate.batch_size, device=device, dtype=dtype)
+
+    def recovered(net: nn.Module, result: PruneResult, recoveries: list[str], seed: int) -> dict[str, float]:
+        return {
+            recovery: score(recover(net, result, pruning.unit, recovery, params, train, seed, device, dtype))
+            for recovery in recoveries
+        }
 
     accs: dict[str, dict[int, float]] = {recovery: {} for recovery in sweep.recovery}
+    floor_recoveries = [r for r in sweep.recovery if r != "scratch"]  # the same architecture
+    floor: dict[str, dict[int, float]] = {recovery: {} for recovery in floor_recoveries}
     for seed in seeds:
         net = load_baseline()
-        result = prune_model(net, sweep.point(params.prune, method, amount, seed))
-        if stochastic or seed == seeds[0]:
-            if "none" in accs:
-                accs["none"][seed] = score(net)
-            if "bn_recalibration" in accs:
-                recalibrated = copy.deepcopy(net)
-                images = train.images[: sweep.recalibration_images]
-                recalibrate_batchnorm(recalibrated, images, batch_size=batch_size, device=device, dtype=dtype)
-                accs["bn_recalibration"][seed] = score(recalibrated)
-        if "finetune" in accs:
-            tuned = copy.deepcopy(net)
-            fine_tune(
-                tuned,
-                train,
-                result.masks,
-                params.train,
-                params.finetune,
-                epochs=sweep.finetune_epochs,
-                seed=params.finetune.seed + seed,
-            )
-            accs["finetune"][seed] = score(tuned)
+        result = prune_model(net, sweep.prune_params(params.prune, method, amount, seed))
+        once = stochastic or seed == seeds[0]
+        for recovery, acc in recovered(
+            net, result, [r for r in sweep.recovery if once or r in TRAINED], seed
+        ).items():
+            accs[recovery][seed] = acc
+        if with_floor:
+            control = load_baseline()
+            masks = random_floor_masks(control, result, pruning.unit, torch.Generator().manual_seed(seed))
+            apply_masks(control, masks)
+            floor_result = PruneResult(masks=masks, targeted=result.targeted)
+            for recovery, acc in recovered(control, floor_result, floor_recoveries, seed).items():
+                floor[recovery][seed] = acc
     sparsity = sparsity_report(net)
     dense = load_baseline()
     macs = count_macs(dense)
@@ -78,6 +95,7 @@ def score_point(
     macs_compact = count_macs(small)
     return {
         "method": method,
+        "point": point,
         "amount": amount,
         "targeted_sparsity": result.targeted_sparsity,
         "sparsity": sparsity["sparsity"],
@@ -90,7 +108,53 @@ def score_point(
         **measured_speedups(dense, small, params, dtype, device, removed=macs_compact < macs),
         "val_images": len(val),
         "recovery": {recovery: _summary(by_seed) for recovery, by_seed in accs.items()},
+        "random_floor": {recovery: _summary(by_seed) for recovery, by_seed in floor.items()}
+        if with_floor
+        else {},
     }
+
+
+def recover(
+    net: nn.Module,
+    result: PruneResult,
+    unit: Unit,
+    recovery: str,
+    params: Params,
+    train: Split,
+    seed: int,
+    device: torch.device,
+    dtype: torch.dtype,
+) -> nn.Module:
+    """A copy of the pruned `net` after `recovery` (sweep.recovery); `net` is left as it is."""
+    sweep = params.sweep
+    if recovery == "scratch":
+        return train_from_scratch(net, result, unit, train, params, seed=params.train.seed + seed)
+    model = copy.deepcopy(net)
+    if recovery == "bn_recalibration":
+        images = train.images[: sweep.recalibration_images]
+        recalibrate_batchnorm(
+            model, images, batch_size=params.evaluate.batch_size, device=device, dtype=dtype
+        )
+    elif recovery == "finetune":
+        fine_tune(
+            model,
+            train,
+            result.masks,
+            params.train,
+            params.finetune,
+            epochs=sweep.finetune_epochs,
+            seed=params.finetune.seed + seed,
+        )
+    elif recovery == "lr_rewind":
+        rewind_lr(
+            model,
+            train,
+            result.masks,
+            params.train,
+            epochs=sweep.finetune_epochs,
+            seed=params.finetune.seed + seed,
+        )
+    return model
 
 
 def measured_speedups(

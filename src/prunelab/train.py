@@ -38,6 +38,14 @@ class EpochRecord:
     seconds: float
 
 
+def steps_per_epoch(images: int, batch_size: int) -> int:
+    return math.ceil(images / batch_size)
+
+
+LRSchedule = Callable[[int, int], float]
+"""(step, total steps) → learning rate."""
+
+
 def lr_at(step: int, total: int, peak: float, warmup: float) -> float:
     """Linear warm-up to `peak` over `warmup` of the steps, then linear decay to zero."""
     warm = max(1, round(total * warmup))
@@ -100,16 +108,21 @@ def fit(
     fingerprint: str = "",
     on_epoch: Callable[[EpochRecord], None] | None = None,
     label: str = "train",
+    lr_schedule: LRSchedule | None = None,
 ) -> list[EpochRecord]:
     """Train `model` in place for cfg.epochs; returns one record per epoch.
 
     With `resume_file`, state is saved after every epoch and a matching file (same
-    `fingerprint`) is resumed from, then removed once training completes.
+    `fingerprint`) is resumed from, then removed once training completes. `lr_schedule(step,
+    total_steps)` replaces the cfg.lr / cfg.warmup schedule (learning-rate rewinding).
     """
     device = resolve_device(cfg.device)
     dtype = resolve_precision(cfg.precision, device)
     with channels_last(model, device):
-        return _fit(model, train, cfg, device, dtype, val, masks, resume_file, fingerprint, on_epoch, label)
+        schedule = lr_schedule or (lambda step, total: lr_at(step, total, cfg.lr, cfg.warmup))
+        return _fit(
+            model, train, cfg, device, dtype, val, masks, resume_file, fingerprint, on_epoch, label, schedule
+        )
 
 
 def _fit(
@@ -124,12 +137,13 @@ def _fit(
     fingerprint: str,
     on_epoch: Callable[[EpochRecord], None] | None,
     label: str,
+    lr_schedule: LRSchedule,
 ) -> list[EpochRecord]:
     optimizer = make_optimizer(model, cfg)
     keeper = MaskKeeper(model, masks) if masks else None
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
-    total_steps = steps_per_epoch * cfg.epochs
+    per_epoch = steps_per_epoch(len(train), cfg.batch_size)
+    total_steps = per_epoch * cfg.epochs
     history: list[EpochRecord] = []
     start_epoch = 0
     if resume_file is not None and resume_file.is_file():
@@ -156,21 +170,19 @@ def _fit(
     first_flips = torch.rand(len(train), generator=torch.Generator().manual_seed(cfg.seed)) < 0.5
     with Progress(*columns, console=console, disable=not console.is_terminal) as progress:
         for epoch in range(start_epoch, cfg.epochs):
-            task = progress.add_task(
-                f"{label} epoch {epoch + 1}/{cfg.epochs}", total=steps_per_epoch, stats=""
-            )
+            task = progress.add_task(f"{label} epoch {epoch + 1}/{cfg.epochs}", total=per_epoch, stats="")
             generator = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
             order = torch.randperm(len(train), generator=generator)
             model.train()
             started = time.perf_counter()
             loss_sum, correct, seen = 0.0, 0, 0
-            for i in range(steps_per_epoch):
+            for i in range(per_epoch):
                 idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
                 flips = first_flips[idx] ^ bool(epoch % 2) if cfg.alternating_flip else None
                 images = random_crop_flip(train.images[idx], cfg.translate, generator, flips)
                 x = normalize(images.to(device, non_blocking=True))
                 y = train.labels[idx].to(device, non_blocking=True)
-                lr = lr_at(epoch * steps_per_epoch + i, total_steps, cfg.lr, cfg.warmup)
+                lr = lr_schedule(epoch * per_epoch + i, total_steps)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 with autocast(device, dtype):

@@ -15,15 +15,16 @@ from prunelab.report import (
     best_at_budgets_markdown,
     claimed_vs_realised_markdown,
     plot_rows,
+    random_floor_markdown,
     save_pareto_png,
     save_sweep_png,
     sweep_table_markdown,
 )
 
 
-def point_path(folder: Path, method: str, amount: float | int) -> Path:
+def point_path(folder: Path, method: str, point: float | int | str) -> Path:
     """Where a sweep point's metrics live; dvc.yaml's matrix writes the same name."""
-    return folder / f"{method}-{amount}.json"
+    return folder / f"{method}-{point}.json"
 
 
 def main(
@@ -39,21 +40,23 @@ def main(
         "report/pareto.png"
     ),
 ) -> None:
-    """Gather sweep.methods × sweep.amounts into tables per recovery, the best method at each
-    cost budget, an accuracy-vs-sparsity plot and accuracy-vs-cost plots."""
+    """Gather sweep.methods × sweep.points into tables per recovery, each method against its
+    random floor, the best method at each cost budget, an accuracy-vs-sparsity plot and
+    accuracy-vs-cost plots."""
     cfg = load_params(params)
     points = []
     for method in cfg.sweep.methods:
-        for amount in cfg.sweep.amounts:
-            path = point_path(sweep, method, amount)
+        for point in cfg.sweep.points:
+            path = point_path(sweep, method, point)
             if not path.is_file():
                 raise UserError(f"{path}: sweep point missing; run `dvc repro` (stage sweep@…) first")
             points.append(read_json(path))
     dense = read_json(train_metrics).get("val_acc") if train_metrics.is_file() else None
     markdown = "\n".join(
         [
-            sweep_table_markdown(points, cfg.sweep.amounts, dense),
-            claimed_vs_realised_markdown(points, cfg.sweep.amounts),
+            sweep_table_markdown(points, cfg.sweep.points, dense),
+            random_floor_markdown(points, cfg.sweep.points),
+            claimed_vs_realised_markdown(points, cfg.sweep.points),
             best_at_budgets_markdown(points),
         ]
     )

@@ -1,4 +1,5 @@
-"""sweep: one point of the comparison grid: prune the baseline with METHOD at AMOUNT, score it."""
+"""sweep: one point of the comparison grid: prune the baseline with METHOD at POINT (an amount
+or a cost target), score it."""
 
 from __future__ import annotations
 
@@ -14,14 +15,16 @@ from prunelab.data import train_and_validation
 from prunelab.device import resolve_device, resolve_precision
 from prunelab.errors import UserError
 from prunelab.io import write_json
-from prunelab.params import check_amount, load_params
+from prunelab.params import check_sweep_point, cost_target, load_params
 from prunelab.prune import check_method_names
 from prunelab.sweep import score_point
 
 
 def main(
     method: Annotated[str, typer.Option(help="pruning method (registry name or import path)")],
-    amount: Annotated[str, typer.Option(help="fraction in [0, 1], or an int count")],
+    point: Annotated[
+        str, typer.Option(help="an amount (fraction in [0, 1] or int count), or a cost target like 2x")
+    ],
     params: ParamsOption = Path("params.yaml"),
     model: Annotated[Path, typer.Option(help="baseline checkpoint")] = Path("models/baseline.pt"),
     data: Annotated[Path, typer.Option(help="extracted CIFAR-10 directory")] = Path(
@@ -29,12 +32,12 @@ def main(
     ),
     out: Annotated[Path, typer.Option(help="metrics JSON of this point")] = Path("metrics/sweep/point.json"),
 ) -> None:
-    """Prune the baseline one-shot with --method/--amount over sweep.targets and score it on the
-    validation split after each of sweep.recovery (the test set is kept for evaluate);
-    seed-dependent results once per sweep.seeds entry, reported as mean and std."""
+    """Prune the baseline one-shot with --method at --point over sweep.targets and score it on
+    the validation split after each of sweep.recovery (the test set is kept for evaluate), with
+    its random floor; seed-dependent results once per sweep.seeds entry, as mean and std."""
     cfg = load_params(params)
     check_method_names([method], "--method")
-    point_amount = _parse_amount(amount)
+    parsed = _parse_point(point)
     ckpt = load_checkpoint(model)
     train, val = train_and_validation(data, cfg.data.val_size, cfg.data.split_seed, cfg.sweep.val_images)
     device = resolve_device(cfg.train.device)
@@ -42,22 +45,24 @@ def main(
         lambda: load_model(ckpt, str(model)),
         cfg,
         method,
-        point_amount,
+        parsed,
         train,
         val,
         device=device,
         dtype=resolve_precision(cfg.train.precision, device),
     )
     write_json(out, point)
-    done(f"sweep point {method} @ {amount}", out)
+    done(f"sweep point {method} @ {point}", out)
 
 
-def _parse_amount(text: str) -> float | int:
+def _parse_point(text: str) -> float | int | str:
     try:
+        if cost_target(text) is not None:
+            return check_sweep_point(text)
         value: float | int = int(text) if text.lstrip("-").isdigit() else float(text)
-        return check_amount(value)
+        return check_sweep_point(value)
     except ValueError as exc:
-        raise UserError(f"--amount {text!r}: {exc}") from None
+        raise UserError(f"--point {text!r}: {exc}") from None
 
 
 app = single_command_app(main)
