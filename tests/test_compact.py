@@ -34,8 +34,12 @@ def _trained_like(arch: str, kwargs: dict) -> torch.nn.Module:
 
 @pytest.mark.parametrize(
     ("arch", "kwargs"),
-    [("cnn", {"widths": [16, 32], "stem": 8}), ("resnet20", {"width": 8})],
-    ids=["cnn", "resnet20"],
+    [
+        ("cnn", {"widths": [16, 32], "stem": 8}),
+        ("resnet20", {"width": 8}),
+        ("tutorial_cnn", {"widths": [8, 16]}),
+    ],
+    ids=["cnn", "resnet20", "tutorial_cnn"],
 )
 @pytest.mark.parametrize(
     "method", ["ln_structured", "random_structured", "prunelab.examples.fpgm:GeometricMedianStructured"]

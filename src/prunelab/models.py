@@ -103,6 +103,34 @@ def cnn(
     return nn.Sequential(layers)
 
 
+@register_model("tutorial_cnn")
+def tutorial_cnn(
+    widths: Sequence[int] = (32, 64, 128), hidden: int = 256, num_classes: int = 10
+) -> nn.Sequential:
+    """The scale of the seed notebook's CNN (PyTorch-tutorial style, about 78 % on CIFAR-10):
+    per width a 3×3 conv with bias → ReLU → 2×2 max-pool, no BatchNorm, then flatten → linear →
+    ReLU → linear. Layers are named conv1…convN, fc1, fc. With no BatchNorm after them, conv1's
+    filter norms carry their scale to the next layer, which is what L1 ranking of filters
+    assumes (see docs/guide.md, "The seed experiment")."""
+    if not widths or any(w <= 0 for w in widths) or hidden <= 0 or len(widths) > 5:
+        raise UserError(
+            f"model.kwargs: widths {list(widths)} (1 to 5 positive) and hidden {hidden} must be positive"
+        )
+    layers: OrderedDict[str, nn.Module] = OrderedDict()
+    channels = 3
+    for index, width in enumerate(widths, start=1):
+        layers[f"conv{index}"] = nn.Conv2d(channels, width, 3, padding=1)
+        layers[f"act{index}"] = nn.ReLU()
+        layers[f"pool{index}"] = nn.MaxPool2d(2)
+        channels = width
+    side = 32 // 2 ** len(widths)
+    layers["flatten"] = nn.Flatten()
+    layers["fc1"] = nn.Linear(channels * side * side, hidden)
+    layers["act_fc1"] = nn.ReLU()
+    layers["fc"] = nn.Linear(hidden, num_classes)
+    return nn.Sequential(layers)
+
+
 class BasicBlock(nn.Module):
     """3×3 conv → BN → ReLU → 3×3 conv → BN, plus a shortcut (1×1 conv + BN when the shape
     changes: "option B", which channel pruning can follow through)."""
