@@ -41,7 +41,7 @@ def main(
     ckpt = load_checkpoint(model)
     train, val = train_and_validation(data, cfg.data.val_size, cfg.data.split_seed, cfg.sweep.val_images)
     device = resolve_device(cfg.train.device)
-    point = score_point(
+    scores = score_point(
         lambda: load_model(ckpt, str(model)),
         cfg,
         method,
@@ -51,7 +51,7 @@ def main(
         device=device,
         dtype=resolve_precision(cfg.train.precision, device),
     )
-    write_json(out, point)
+    write_json(out, scores)
     done(f"sweep point {method} @ {point}", out)
 
 
