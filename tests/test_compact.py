@@ -140,7 +140,13 @@ def test_compact_stage_fails_loudly_when_outputs_would_change(tmp_path: Path, da
     assert not (tmp_path / "compact.pt").exists() and not (tmp_path / "c.json").exists()
 
 
-def test_prune_stage_reaches_a_macs_target_and_compact_confirms_it(tmp_path: Path, data_dir: Path) -> None:
+@pytest.mark.parametrize(
+    "prune",
+    [{"method": "ln_structured"}, {"method": "group_taylor", "scope": "global", "gradient_images": 64}],
+)
+def test_prune_stage_reaches_a_macs_target_and_compact_confirms_it(
+    tmp_path: Path, data_dir: Path, prune: dict
+) -> None:
     from prunelab.commands import prune as prune_cmd
 
     kwargs = {"widths": [16, 32], "stem": 8}
@@ -148,7 +154,10 @@ def test_prune_stage_reaches_a_macs_target_and_compact_confirms_it(tmp_path: Pat
     save_checkpoint(baseline, Checkpoint("cnn", kwargs, _trained_like("cnn", kwargs).state_dict()))
     params = write_params(
         tmp_path / "params.yaml",
-        {"model": {"arch": "cnn", "kwargs": kwargs}, "prune": {"targets": ["Conv2d"], "macs_reduction": 0.5}},
+        {
+            "model": {"arch": "cnn", "kwargs": kwargs},
+            "prune": {"targets": ["Conv2d"], "macs_reduction": 0.5, **prune},
+        },
     )
     common = ["--params", str(params), "--data", str(data_dir)]
     result = CliRunner().invoke(

@@ -9,12 +9,15 @@ import torch
 from torch import nn
 
 from prunelab.compact import compact, max_output_difference
+from prunelab.data import Split
+from prunelab.device import CPU
 from prunelab.errors import UserError
 from prunelab.groups import CRITERIA
 from prunelab.measure import count_macs
 from prunelab.models import build_model
 from prunelab.params import PruneParams
-from prunelab.prune import METHODS, check_prune_params, prune_model
+from prunelab.prune import METHODS, amount_for_cost, check_prune_params, prune_model
+from prunelab.train import loss_gradients
 
 WIDE = {"widths": [16, 32], "stem": 16, "identity_init": False}
 
@@ -22,6 +25,16 @@ WIDE = {"widths": [16, 32], "stem": 16, "identity_init": False}
 def make(arch: str = "cnn", kwargs: dict | None = None) -> nn.Module:
     torch.manual_seed(0)
     return build_model(arch, kwargs or WIDE).eval()
+
+
+def random_gradients(images: int = 32):
+    """Loss gradients on random images and labels (what group_taylor needs)."""
+    generator = torch.Generator().manual_seed(0)
+    split = Split(
+        torch.randint(0, 256, (images, 3, 32, 32), dtype=torch.uint8, generator=generator),
+        torch.randint(0, 10, (images,), generator=generator),
+    )
+    return loss_gradients(split, images, batch_size=16, device=CPU, dtype=torch.float32)
 
 
 def kept_filters(model: nn.Module) -> dict[str, int]:
@@ -34,9 +47,16 @@ def kept_filters(model: nn.Module) -> dict[str, int]:
 
 def test_every_criterion_is_in_the_registry_as_a_channel_method() -> None:
     assert set(CRITERIA) <= set(METHODS)
-    assert {"group_l1", "group_l2", "group_bn_scale", "group_lamp", "group_fpgm", "group_random"} <= set(
-        CRITERIA
-    )
+    assert {
+        "group_l1",
+        "group_l2",
+        "group_bn_scale",
+        "group_lamp",
+        "group_fpgm",
+        "group_taylor",
+        "group_random",
+    } <= set(CRITERIA)
+    assert [name for name in CRITERIA if METHODS[name].needs_gradients] == ["group_taylor"]
     assert all(METHODS[name].unit == "channel" and METHODS[name].channels for name in CRITERIA)
     assert METHODS["group_random"].stochastic(PruneParams()) and not METHODS["group_l1"].stochastic(
         PruneParams()
@@ -51,7 +71,9 @@ def test_local_scope_prunes_the_same_fraction_of_every_group_and_compacts_exactl
     for m in model.modules():
         if isinstance(m, nn.BatchNorm2d):
             m.weight.data.uniform_(0.1, 1.0)
-    prune_model(model, PruneParams(method=method, amount=0.5, targets=["Conv2d"]))
+    prune_model(
+        model, PruneParams(method=method, amount=0.5, targets=["Conv2d"]), gradients=random_gradients()
+    )
     assert kept_filters(model) == {"conv1": 8, "conv2": 8, "conv3": 8, "conv4": 16, "conv5": 16}
     small = copy.deepcopy(model)
     compact(small)
@@ -132,9 +154,58 @@ def test_group_random_follows_prune_seed() -> None:
             PruneParams(method="group_l1", dim=1),
             r"'group_l1' prunes output channels by groups: it takes prune.dim 0",
         ),
-        (PruneParams(method="group_l1", per_layer={"conv1": 0.2}), "no prune.per_layer"),
+        (
+            PruneParams(method="group_l1", per_layer={"conv1": 0.2}, scope="global"),
+            "prune.per_layer: a global ranking sets the per-layer ratios itself",
+        ),
     ],
 )
 def test_group_settings_that_do_not_apply_are_refused(cfg: PruneParams, message: str) -> None:
     with pytest.raises(UserError, match=message):
         check_prune_params(cfg)
+
+
+def test_taylor_prunes_the_channels_the_loss_does_not_depend_on_however_large() -> None:
+    model = make()
+    with torch.no_grad():  # conv4's first 8 channels: the largest filters, but conv5 ignores them
+        model.conv4.weight[:8].mul_(10)
+        model.conv5.weight[:, :8] = 0
+    ignored = set(range(8))
+
+    def pruned(method: str) -> set[int]:
+        net = copy.deepcopy(model)
+        cfg = PruneParams(method=method, amount=0.25, targets=["conv4"])
+        prune_model(net, cfg, gradients=random_gradients())
+        return set((net.conv4.weight.flatten(1) == 0).all(1).nonzero().flatten().tolist())
+
+    assert pruned("group_taylor") == ignored  # |w · ∂L/∂w| = 0: no gradient reaches them
+    assert not pruned("group_l1") & ignored  # magnitude keeps them: their filters are largest
+
+
+def test_taylor_without_gradients_is_a_clear_error() -> None:
+    with pytest.raises(
+        UserError, match="'group_taylor' scores channels with loss gradients on training images"
+    ):
+        prune_model(make(), PruneParams(method="group_taylor", amount=0.5, targets=["Conv2d"]))
+
+
+def test_a_cost_search_computes_the_gradients_once() -> None:
+    calls = []
+    gradients = random_gradients()
+
+    def counted(model: nn.Module) -> None:
+        calls.append(1)
+        gradients(model)
+
+    cfg = PruneParams(method="group_taylor", targets=["Conv2d"])
+    amount = amount_for_cost(make(), cfg, 2.0, "test", counted)
+    assert 0 < amount < 0.9 and len(calls) == 1
+
+
+def test_local_scope_takes_per_layer_amounts() -> None:
+    model = make()
+    cfg = PruneParams(method="group_l2", amount=0.5, targets=["conv1", "conv4"], per_layer={"conv4": 0.25})
+    check_prune_params(cfg)
+    prune_model(model, cfg)
+    kept = kept_filters(model)
+    assert (kept["conv1"], kept["conv4"]) == (8, 24)

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import prunelab.recovery
+import prunelab.sweep
 from prunelab.compact import compacted_macs
 from prunelab.controls import random_floor_masks, train_from_scratch
 from prunelab.data import normalize, train_and_validation
@@ -115,6 +116,40 @@ def test_sweep_point_scores_every_recovery_side_by_side(trained, data_dir: Path)
     assert table.count("| ln_structured |") == 4 and "after fine-tuning" in table
     rows = plot_rows([point])
     assert [r["recovery"] for r in rows] == ["none", "bn_recalibration", "finetune"]
+
+
+def test_a_taylor_sweep_point_prunes_once_with_gradients_from_training_images(
+    trained, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model, base = trained
+    params = base.model_copy(
+        update={
+            "prune": base.prune.model_copy(update={"gradient_images": 64}),
+            "sweep": base.sweep.model_copy(
+                update={"recovery": ["bn_recalibration"], "recalibration_images": 64, "seeds": [0, 1]}
+            ),
+        }
+    )
+    train, val = train_and_validation(data_dir, params.data.val_size, params.data.split_seed, 100)
+    gradient_passes = []
+    real = prunelab.sweep.loss_gradients
+
+    def counting(*args, **kwargs):
+        fill = real(*args, **kwargs)
+        return lambda net: (gradient_passes.append(1), fill(net))
+
+    monkeypatch.setattr(prunelab.sweep, "loss_gradients", counting)
+
+    def load() -> torch.nn.Module:
+        net = build_model(params.model.arch, params.model.kwargs)
+        net.load_state_dict(model.state_dict())
+        return net
+
+    point = score_point(load, params, "group_taylor", "2x", train, val, device=CPU, dtype=torch.float32)
+    assert point["macs_speedup"] >= 2.0 and 0 < point["amount"] < 0.9
+    assert list(point["random_floor"]["bn_recalibration"]["val_acc_by_seed"]) == ["0", "1"]
+    # the search's trials and the point's own pruning share one gradient pass
+    assert len(gradient_passes) == 1
 
 
 def test_recovery_list_is_validated() -> None:

@@ -1,17 +1,25 @@
 from __future__ import annotations
 
-import torch
+import json
+from pathlib import Path
 
+import torch
+from typer.testing import CliRunner
+
+from prunelab.checkpoints import Checkpoint, save_checkpoint
+from prunelab.commands import sensitivity as sensitivity_cmd
 from prunelab.compact import coupled_conv_groups
 from prunelab.models import build_model
-from prunelab.params import PruneParams
+from prunelab.params import PruneParams, SensitivityParams
 from prunelab.sensitivity import (
+    analyse,
     analysis_units,
     compare_with_uniform,
     derive_amounts,
     layer_curves,
     with_derived_amounts,
 )
+from tests.conftest import write_params
 
 
 def _score_by_zeros(model: torch.nn.Module) -> float:
@@ -56,3 +64,48 @@ def test_prune_can_use_the_derived_amounts() -> None:
     }
     cfg = with_derived_amounts(PruneParams(per_layer="from_sensitivity"), summary)
     assert cfg.per_layer == {"conv1": 0.5, "conv3": 0.25} and cfg.targets == ["conv1", "conv3"]
+
+
+def test_gradient_criteria_get_gradients_computed_once(data_dir: Path, tmp_path: Path) -> None:
+    """group_taylor in sensitivity.methods: the stage loads training images for its gradients,
+    and every per-layer pruning reuses them (all are one-shot copies of the same model)."""
+    calls = []
+
+    def gradients(model: torch.nn.Module) -> None:
+        calls.append(1)
+        for p in model.parameters():
+            p.grad = torch.ones_like(p)
+
+    torch.manual_seed(0)
+    model = build_model("cnn", {"widths": [8, 16], "stem": 8, "identity_init": False})
+    cfg = SensitivityParams(methods=["group_taylor"], amounts=[0.25, 0.5])
+    analysis = analyse(model, PruneParams(), cfg, _score_by_zeros, gradients)
+    assert len(analysis["methods"]["group_taylor"]["curves"]) == 5 and len(calls) == 1
+
+    kwargs = {"widths": [8, 16], "stem": 8}
+    save_checkpoint(tmp_path / "b.pt", Checkpoint("cnn", kwargs, build_model("cnn", kwargs).state_dict()))
+    params = write_params(
+        tmp_path / "params.yaml",
+        {"sensitivity": {"methods": ["group_taylor"], "amounts": [0.5], "val_images": 50}},
+    )
+    result = CliRunner().invoke(
+        sensitivity_cmd.app,
+        [
+            "--params",
+            str(params),
+            "--model",
+            str(tmp_path / "b.pt"),
+            "--data",
+            str(data_dir),
+            "--metrics",
+            str(tmp_path / "s.json"),
+            "--plots",
+            str(tmp_path / "plots"),
+            "--table",
+            str(tmp_path / "s.md"),
+            "--png",
+            str(tmp_path / "s.png"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "group_taylor" in json.loads((tmp_path / "s.json").read_text())["methods"]

@@ -85,11 +85,6 @@ def train_and_validation(root: str | Path, val_size: int, seed: int, limit: int 
     return train, Split(val.images[:limit], val.labels[:limit]) if limit else val
 
 
-def validation_images(root: str | Path, val_size: int, seed: int, limit: int = 0) -> Split:
-    """The first `limit` images (0 = all) of the validation hold-out, for scoring choices."""
-    return train_and_validation(root, val_size, seed, limit)[1]
-
-
 def class_names(root: str | Path) -> list[str]:
     return list(_read_batch(Path(root) / META)["label_names"])
 

@@ -6,6 +6,10 @@ the same channels. `prune.scope: local` prunes the same fraction of every target
 `global` ranks the channels of all targeted groups together (each criterion normalises within
 its group), which gives non-uniform per-layer ratios. Only the masks are computed here: the
 pruned model keeps its shapes until `compact` removes the channels.
+
+First-order Taylor (Molchanov et al., CVPR 2019) scores a channel by |w · ∂L/∂w| summed over
+its group, so it needs loss gradients: the caller passes `gradients`, which fills them in from
+training images (see train.loss_gradients); the other criteria look at the weights alone.
 """
 
 from __future__ import annotations
@@ -20,9 +24,12 @@ from torch import nn
 
 from prunelab.amounts import final_count
 from prunelab.compact import dependency_graph
+from prunelab.errors import UserError
 from prunelab.params import PruneParams
 
 Importance = Callable[[], tp.importance.Importance]
+Gradients = Callable[[nn.Module], None]
+"""Fills the .grad of a model's parameters with loss gradients on training images."""
 
 CRITERIA: dict[str, tuple[Importance, str]] = {
     "group_l1": (lambda: tp.importance.GroupMagnitudeImportance(p=1), "L1 norm over the channel's group"),
@@ -33,6 +40,10 @@ CRITERIA: dict[str, tuple[Importance, str]] = {
     ),
     "group_lamp": (lambda: tp.importance.LAMPImportance(p=2), "LAMP score (layer-adaptive magnitude)"),
     "group_fpgm": (lambda: tp.importance.FPGMImportance(p=2), "distance to the group's geometric median"),
+    "group_taylor": (
+        lambda: tp.importance.GroupTaylorImportance(),
+        "first-order Taylor |w·∂L/∂w| on prune.gradient_images training images",
+    ),
     "group_random": (lambda: tp.importance.RandomImportance(), "random channels, grouped (the floor)"),
 }
 
@@ -43,6 +54,7 @@ def channel_masks(
     fraction: float,
     cfg: PruneParams,
     importance: tp.importance.Importance,
+    gradients: Gradients | None = None,
 ) -> dict[str, torch.Tensor]:
     """Keep-masks (True = kept) of the weights of every conv in a group rooted at a targeted
     conv, once `fraction` of the final amount is pruned. Channels already pruned (zero filters)
@@ -55,6 +67,13 @@ def channel_masks(
     for module in probe.modules():  # DepGraph traces plain weights, not pruning parametrisations
         if hasattr(module, "weight_orig"):
             tprune.remove(module, "weight")
+    if needs_gradients(importance):
+        if gradients is None:
+            raise UserError(
+                f"prune.method = '{cfg.method}' scores channels with loss gradients on training "
+                "images, which this command does not load; use another method here"
+            )
+        gradients(probe)  # on the probe: the masked model's gradients are those of its weights
     names = {module: name for name, module in probe.named_modules()}
     graph = dependency_graph(probe)
     classifier = [m for m in probe.modules() if isinstance(m, nn.Linear)]  # its outputs are classes
@@ -67,10 +86,12 @@ def channel_masks(
         scores = importance(group).float()
         pruned = (root.weight.detach().flatten(1) == 0).all(1)
         scores[pruned] = -torch.inf
-        scored.append((root, scores))
+        # coupled convs share one amount (sensitivity derives it per group)
+        amount_key = next((names[c] for c in convs if names[c] in cfg.per_layer), None)
+        scored.append((root, scores, amount_key))
     counts = _counts(scored, fraction, cfg)
     masks: dict[str, torch.Tensor] = {}
-    for (root, scores), count in zip(scored, counts, strict=True):
+    for (root, scores, _), count in zip(scored, counts, strict=True):
         drop = scores.argsort()[:count].tolist()
         for dep, idxs in graph.get_pruning_group(root, tp.prune_conv_out_channels, drop or [0]):
             if dep.handler != tp.prune_conv_out_channels:
@@ -82,15 +103,33 @@ def channel_masks(
     return masks
 
 
-def _counts(scored: list[tuple[nn.Module, torch.Tensor]], fraction: float, cfg: PruneParams) -> list[int]:
-    """Channels to prune per group: the same fraction of each (local), or the lowest-scoring
-    channels of all groups together (global); every group keeps at least one channel."""
-    sizes = [len(scores) for _, scores in scored]
+def needs_gradients(importance: tp.importance.Importance) -> bool:
+    return isinstance(importance, tp.importance.GroupTaylorImportance)
+
+
+def _counts(
+    scored: list[tuple[nn.Module, torch.Tensor, str | None]], fraction: float, cfg: PruneParams
+) -> list[int]:
+    """Channels to prune per group: the same fraction of each (local, or its prune.per_layer
+    amount), or the lowest-scoring channels of all groups together (global); every group keeps
+    at least one channel."""
+    sizes = [len(scores) for _, scores, _ in scored]
     if cfg.scope == "local":
-        return [round(fraction * final_count(cfg.amount, n, "prune.amount", cfg.round_to)) for n in sizes]
+        return [
+            round(
+                fraction
+                * final_count(
+                    cfg.per_layer[key] if key else cfg.amount,
+                    n,
+                    f"prune.per_layer.{key}" if key else "prune.amount",
+                    cfg.round_to,
+                )
+            )
+            for (_, _, key), n in zip(scored, sizes, strict=True)
+        ]
     total = sum(sizes)
     wanted = round(fraction * final_count(cfg.amount, total, "prune.amount"))
-    everything = torch.cat([scores for _, scores in scored])
+    everything = torch.cat([scores for _, scores, _ in scored])
     owner = torch.cat([torch.full((n,), i) for i, n in enumerate(sizes)])
     chosen = owner[everything.argsort()[:wanted]]
     counts = torch.bincount(chosen, minlength=len(sizes)).tolist()

@@ -109,11 +109,13 @@ class ModelParams(Section):
     """The network that is trained and pruned."""
 
     arch: str = "cnn"
-    """Registry name (`cnn`, `resnet20`, `resnet56`) or an import path `package.module:factory`."""
+    """Registry name (`cnn`, `resnet20`, `resnet56`, `tutorial_cnn`) or an import path
+    `package.module:factory`."""
     kwargs: dict[str, Any] = Field(default_factory=lambda: {"widths": [64, 128, 256]})
     """Keyword arguments of the factory. `cnn` takes `widths`, `stem` (32), `convs_per_block`
     (2), `num_classes` (10) and `identity_init` (true: each conv after the stem starts with its
-    first c_in filters as the identity, airbench's dirac init); the ResNets take `width` (16)."""
+    first c_in filters as the identity, airbench's dirac init); the ResNets take `width` (16);
+    `tutorial_cnn` takes `widths` ([32, 64, 128]) and `hidden` (256)."""
 
 
 class TrainParams(Section):
@@ -170,7 +172,7 @@ class PruneParams(Section):
     """torch.nn.utils.prune's `identity`, `random_unstructured`, `l1_unstructured`,
     `random_structured`, `ln_structured`, `global_unstructured`; Torch-Pruning's
     dependency-aware channel criteria `group_l1`, `group_l2`, `group_bn_scale`, `group_lamp`,
-    `group_fpgm`, `group_random` (see prune.scope); or a plugin's import path
+    `group_fpgm`, `group_taylor`, `group_random` (see prune.scope); or a plugin's import path
     `package.module:Name` (a torch BasePruningMethod subclass or a function)."""
     amount: Amount = 0.4
     """Final fraction (0..1) of the targeted weights — of channels along `prune.dim` for
@@ -196,6 +198,9 @@ class PruneParams(Section):
     """Dimension of structured pruning (0: output filters, which compaction can remove)."""
     criterion: Literal["l1", "random"] = "l1"
     """Criterion of `global_unstructured`."""
+    gradient_images: Annotated[int, Field(ge=1)] = 2048
+    """`group_taylor`: how many training images (the first of the training split, not
+    augmented) give the loss gradients that score channels; other methods ignore it."""
     targets: Annotated[list[str], Field(min_length=1)] = Field(default_factory=lambda: ["conv1"])
     """Layer names, layer types (`Conv2d`, `Linear`) or `all`."""
     exclude: list[str] = Field(default_factory=list)
@@ -268,7 +273,17 @@ class PruneParams(Section):
         return self.model_copy(update=update)
 
 
-ONE_SHOT_INHERITED = ("scope", "round_to", "seed", "n", "dim", "criterion", "parameters", "options")
+ONE_SHOT_INHERITED = (
+    "scope",
+    "round_to",
+    "seed",
+    "n",
+    "dim",
+    "criterion",
+    "gradient_images",
+    "parameters",
+    "options",
+)
 """The prune.* keys that PruneParams.one_shot keeps from the user's settings."""
 
 

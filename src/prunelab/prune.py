@@ -22,7 +22,7 @@ from torch import nn
 from prunelab.amounts import final_count, step_fractions
 from prunelab.compact import compacted_macs, coupled_channel_masks
 from prunelab.errors import UserError
-from prunelab.groups import CRITERIA, channel_masks
+from prunelab.groups import CRITERIA, Gradients, channel_masks, needs_gradients
 from prunelab.models import prunable_layers
 from prunelab.params import PruneParams
 from prunelab.plugins import is_import_path, load_object
@@ -30,7 +30,9 @@ from prunelab.plugins import is_import_path, load_object
 Unit = Literal["weight", "channel"]
 LocalPrune = Callable[[nn.Module, str, int, PruneParams], None]
 GlobalPrune = Callable[[list[tuple[nn.Module, str]], int, PruneParams], None]
-ChannelSelect = Callable[[nn.Module, list[str], float, PruneParams], dict[str, torch.Tensor]]
+ChannelSelect = Callable[
+    [nn.Module, list[str], float, PruneParams, Gradients | None], dict[str, torch.Tensor]
+]
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,8 @@ class PruningMethod:
     summary: str = ""
     stochastic: Callable[[PruneParams], bool] = lambda p: False
     """Whether the result depends on prune.seed (sweeps then repeat it over sweep.seeds)."""
+    needs_gradients: bool = False
+    """Whether it scores with loss gradients, so that callers must pass `gradients`."""
 
 
 METHODS: dict[str, PruningMethod] = {}
@@ -114,11 +118,12 @@ for _name, (_importance, _summary) in CRITERIA.items():
         PruningMethod(
             _name,
             "channel",
-            channels=lambda model, targets, fraction, p, make=_importance: channel_masks(
-                model, targets, fraction, p, make()
+            channels=lambda model, targets, fraction, p, gradients, make=_importance: channel_masks(
+                model, targets, fraction, p, make(), gradients
             ),
             summary=f"{_summary}, Torch-Pruning (prune.scope local or global)",
             stochastic=lambda p, name=_name: name == "group_random",
+            needs_gradients=needs_gradients(_importance()),
         )
     )
 
@@ -156,11 +161,11 @@ def check_prune_params(cfg: PruneParams) -> PruningMethod:
             f"prune.round_to = {cfg.round_to} applies to structured (channel) methods, not "
             f"'{cfg.method}'; set it to 1"
         )
-    if method.channels is not None and (cfg.dim != 0 or cfg.per_layer):
+    if method.channels is not None and cfg.dim != 0:
         raise UserError(
-            f"prune.method = '{cfg.method}' prunes output channels by groups: it takes prune.dim 0 "
-            "and no prune.per_layer (use prune.scope: global for non-uniform ratios)"
+            f"prune.method = '{cfg.method}' prunes output channels by groups: it takes prune.dim 0"
         )
+    _check_per_layer(method, cfg)
     if cfg.scope == "global" and method.channels is None:
         raise UserError(
             f"prune.scope = global applies to the group_* methods, not '{cfg.method}' "
@@ -173,6 +178,16 @@ def check_prune_params(cfg: PruneParams) -> PruningMethod:
             "prune.amount for unstructured pruning: zeros in dense tensors save no MACs"
         )
     return method
+
+
+def _check_per_layer(method: PruningMethod, cfg: PruneParams) -> None:
+    if cfg.per_layer and method.joint is not None:
+        raise UserError(f"prune.per_layer: not applicable to the global method '{cfg.method}'; remove it")
+    if cfg.per_layer and method.channels is not None and cfg.scope == "global":
+        raise UserError(
+            "prune.per_layer: a global ranking sets the per-layer ratios itself; remove it or "
+            "set prune.scope: local"
+        )
 
 
 def method_from_plugin(name: str, obj: object) -> PruningMethod:
@@ -285,11 +300,13 @@ def prune_model(
     cfg: PruneParams,
     *,
     between_steps: Callable[[int], None] | None = None,
+    gradients: Gradients | None = None,
 ) -> PruneResult:
     """Prune `model` in place as `cfg` says and make it permanent (prune.remove).
 
     `between_steps(k)` runs after step k < steps, with the masks still active (for fine-tuning
-    between the steps of gradual pruning).
+    between the steps of gradual pruning). `gradients` fills in loss gradients for the methods
+    that score with them (`needs_gradients`); the others never call it.
     """
     if isinstance(cfg.per_layer, str):
         raise UserError(
@@ -305,12 +322,7 @@ def prune_model(
     ]
     if not pairs:
         raise UserError(f"prune.parameters: none of {cfg.parameters} exist on the targeted layers")
-    if method.joint is not None and cfg.per_layer:
-        raise UserError(f"prune.per_layer: not applicable to the global method '{cfg.method}'; remove it")
-    if method.channels is not None and cfg.per_layer:
-        raise UserError(
-            f"prune.per_layer: not applicable to '{cfg.method}', which prunes by groups; remove it"
-        )
+    _check_per_layer(method, cfg)
     modules = dict(model.named_modules())
     fractions = step_fractions(cfg.steps, cfg.schedule)
     done: dict[str, int] = {}
@@ -320,7 +332,7 @@ def prune_model(
         torch.manual_seed(cfg.seed)
         for step, fraction in enumerate(fractions, start=1):
             if method.channels is not None:
-                for name, keep in method.channels(model, list(layers), fraction, cfg).items():
+                for name, keep in method.channels(model, list(layers), fraction, cfg, gradients).items():
                     tprune.custom_from_mask(modules[name.removesuffix(".weight")], "weight", keep)
             elif method.joint is not None:
                 total = sum(getattr(m, p).numel() for _, m, p in pairs)
@@ -361,21 +373,26 @@ def apply_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> None:
             params[name].mul_(mask.to(params[name].dtype))
 
 
-def amount_for_macs_reduction(model: nn.Module, cfg: PruneParams) -> float:
+def amount_for_macs_reduction(
+    model: nn.Module, cfg: PruneParams, gradients: Gradients | None = None
+) -> float:
     """The smallest uniform amount (to 1/1024) at which `model`, pruned as `cfg` says and
     compacted, keeps at most (1 − cfg.macs_reduction) of its MACs."""
     if cfg.macs_reduction is None:
         raise ValueError("cfg.macs_reduction is not set")
     return amount_for_cost(
-        model, cfg, 1 / (1 - cfg.macs_reduction), f"prune.macs_reduction = {cfg.macs_reduction}"
+        model, cfg, 1 / (1 - cfg.macs_reduction), f"prune.macs_reduction = {cfg.macs_reduction}", gradients
     )
 
 
-def amount_for_cost(model: nn.Module, cfg: PruneParams, ratio: float, key: str) -> float:
+def amount_for_cost(
+    model: nn.Module, cfg: PruneParams, ratio: float, key: str, gradients: Gradients | None = None
+) -> float:
     """The smallest amount (to 1/1024) at which `model`, pruned as `cfg` says, is `ratio` times
     cheaper: fewer MACs once compacted for a method that removes output channels, compression
     (params / nonzero params) for an unstructured one. Both grow with the amount (per-layer
-    counts only grow), so bisection finds it. `key` names the setting in errors."""
+    counts only grow), so bisection finds it. `key` names the setting in errors; `gradients` as
+    for prune_model."""
     unit = resolve_method(cfg.method).unit
     if unit == "channel" and cfg.dim != 0:
         raise UserError(
@@ -391,9 +408,13 @@ def amount_for_cost(model: nn.Module, cfg: PruneParams, ratio: float, key: str) 
 
     dense = cost(model)
 
+    gradients = computed_once(gradients) if gradients is not None else None
+
     def ratio_at(amount: float) -> float:
         trial = copy.deepcopy(model)
-        prune_model(trial, cfg.one_shot(cfg.method, amount, cfg.targets, exclude=cfg.exclude))
+        prune_model(
+            trial, cfg.one_shot(cfg.method, amount, cfg.targets, exclude=cfg.exclude), gradients=gradients
+        )
         return dense / max(1, cost(trial))
 
     lo, hi = 0.0, 0.9 if unit == "channel" else 0.999  # beyond 0.9 small layers lose every channel
@@ -406,3 +427,20 @@ def amount_for_cost(model: nn.Module, cfg: PruneParams, ratio: float, key: str) 
         mid = (lo + hi) / 2
         lo, hi = (lo, mid) if ratio_at(mid) >= ratio else (mid, hi)
     return hi
+
+
+def computed_once(gradients: Gradients) -> Gradients:
+    """`gradients`, computed on the first model and copied onto the next ones: right where every
+    model is an unpruned copy of the same weights (the trials of a one-shot search)."""
+    computed: dict[str, torch.Tensor] = {}
+
+    def fill(model: nn.Module) -> None:
+        if not computed:
+            gradients(model)
+            computed.update({n: p.grad for n, p in model.named_parameters() if p.grad is not None})
+            return
+        for name, param in model.named_parameters():
+            if name in computed:
+                param.grad = computed[name].clone()
+
+    return fill

@@ -15,9 +15,10 @@ from torch import nn
 
 from prunelab.compact import coupled_conv_groups
 from prunelab.errors import UserError
+from prunelab.groups import Gradients
 from prunelab.models import prunable_layers
 from prunelab.params import PruneParams, SensitivityParams
-from prunelab.prune import prune_model, resolve_method
+from prunelab.prune import computed_once, prune_model, resolve_method
 
 
 def analysis_units(model: nn.Module, method: str) -> list[list[str]]:
@@ -44,6 +45,7 @@ def layer_curves(
     method: str,
     amounts: list[float],
     score: Callable[[nn.Module], float],
+    gradients: Gradients | None = None,
 ) -> dict[str, dict[str, float]]:
     """{unit name: {amount: validation accuracy}}; a unit is named by its layers joined by '+'."""
     curves: dict[str, dict[str, float]] = {}
@@ -51,7 +53,7 @@ def layer_curves(
         curve = {}
         for amount in amounts:
             pruned = copy.deepcopy(model)
-            prune_model(pruned, base.one_shot(method, amount, unit))
+            prune_model(pruned, base.one_shot(method, amount, unit), gradients=gradients)
             curve[str(amount)] = score(pruned)
         curves["+".join(unit)] = curve
     return curves
@@ -73,15 +75,20 @@ def compare_with_uniform(
     method: str,
     per_layer: dict[str, float],
     score: Callable[[nn.Module], float],
+    gradients: Gradients | None = None,
 ) -> Derived:
     """Accuracy of the derived per-layer amounts against uniform pruning of the same layers at
     the same overall sparsity (counted from the masks)."""
     layers = list(per_layer)
     derived_model = copy.deepcopy(model)
-    result = prune_model(derived_model, base.one_shot(method, 0.0, layers, per_layer=per_layer))
+    result = prune_model(
+        derived_model, base.one_shot(method, 0.0, layers, per_layer=per_layer), gradients=gradients
+    )
     sparsity = result.targeted_sparsity
     uniform_model = copy.deepcopy(model)
-    uniform = prune_model(uniform_model, base.one_shot(method, round(sparsity, 4), layers))
+    uniform = prune_model(
+        uniform_model, base.one_shot(method, round(sparsity, 4), layers), gradients=gradients
+    )
     return Derived(
         per_layer,
         score(derived_model),
@@ -93,16 +100,22 @@ def compare_with_uniform(
 
 
 def analyse(
-    model: nn.Module, base: PruneParams, cfg: SensitivityParams, score: Callable[[nn.Module], float]
+    model: nn.Module,
+    base: PruneParams,
+    cfg: SensitivityParams,
+    score: Callable[[nn.Module], float],
+    gradients: Gradients | None = None,
 ) -> dict[str, Any]:
     """The whole analysis, as the sensitivity stage writes it: per method, each unit's curve,
-    the derived per-layer amounts and their comparison with uniform pruning."""
+    the derived per-layer amounts and their comparison with uniform pruning. Every pruning is a
+    one-shot copy of `model`, so `gradients` (gradient criteria) are computed once."""
     reference = score(model)
+    gradients = computed_once(gradients) if gradients is not None else None
     results: dict[str, dict] = {}
     for method in cfg.methods:
-        curves = layer_curves(model, base, method, cfg.amounts, score)
+        curves = layer_curves(model, base, method, cfg.amounts, score, gradients)
         per_layer = derive_amounts(curves, reference, cfg.budget)
-        comparison = compare_with_uniform(model, base, method, per_layer, score)
+        comparison = compare_with_uniform(model, base, method, per_layer, score, gradients)
         results[method] = {"curves": curves, "derived": asdict(comparison)}
     return {"val_acc_dense": reference, "budget": cfg.budget, "methods": results}
 

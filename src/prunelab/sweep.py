@@ -16,23 +16,39 @@ from torch import nn
 from prunelab.compact import compact
 from prunelab.controls import random_floor_masks, train_from_scratch
 from prunelab.data import Split
+from prunelab.groups import Gradients
 from prunelab.measure import compare_latency, count_macs, mean_and_std, sparsity_report, speedups
 from prunelab.params import Params, cost_target
 from prunelab.predict import split_accuracy
-from prunelab.prune import PruneResult, Unit, amount_for_cost, apply_masks, prune_model, resolve_method
+from prunelab.prune import (
+    PruneResult,
+    Unit,
+    amount_for_cost,
+    apply_masks,
+    computed_once,
+    prune_model,
+    resolve_method,
+)
 from prunelab.recovery import fine_tune, recalibrate_batchnorm, rewind_lr
+from prunelab.train import loss_gradients
 
 TRAINED = ("finetune", "lr_rewind", "scratch")
 """Recoveries that train, and so depend on their seed whatever the masks do."""
 
 
-def point_amount(baseline: nn.Module, params: Params, method: str, point: float | int | str) -> float | int:
+def point_amount(
+    baseline: nn.Module,
+    params: Params,
+    method: str,
+    point: float | int | str,
+    gradients: Gradients | None = None,
+) -> float | int:
     """The amount of a sweep point: as written, or searched to meet its cost target."""
     ratio = cost_target(point)
     if ratio is None:
         return point  # type: ignore[return-value]  # an amount, validated by the schema
     cfg = params.sweep.prune_params(params.prune, method, 0.0, params.sweep.seeds[0])
-    return amount_for_cost(baseline, cfg, ratio, f"sweep.points {point} ({method})")
+    return amount_for_cost(baseline, cfg, ratio, f"sweep.points {point} ({method})", gradients)
 
 
 def score_point(
@@ -50,7 +66,17 @@ def score_point(
     `train` is the training split (recalibration, training recoveries), `val` the images scored."""
     sweep = params.sweep
     pruning = resolve_method(method)
-    amount = point_amount(load_baseline(), params, method, point)
+    # Every pruning here is one-shot from the same baseline: gradients are computed once.
+    gradients = computed_once(
+        loss_gradients(
+            train,
+            params.prune.gradient_images,
+            batch_size=params.evaluate.batch_size,
+            device=device,
+            dtype=dtype,
+        )
+    )
+    amount = point_amount(load_baseline(), params, method, point, gradients)
     stochastic = pruning.stochastic(sweep.prune_params(params.prune, method, amount, sweep.seeds[0]))
     with_floor = sweep.random_floor and not stochastic
     # One-shot and recalibrated scores of a deterministic method do not depend on the seed and
@@ -71,8 +97,11 @@ def score_point(
     floor_recoveries = [r for r in sweep.recovery if r != "scratch"]  # the same architecture
     floor: dict[str, dict[int, float]] = {recovery: {} for recovery in floor_recoveries}
     for seed in seeds:
-        net = load_baseline()
-        result = prune_model(net, sweep.prune_params(params.prune, method, amount, seed))
+        if stochastic or seed == seeds[0]:  # a deterministic method's masks are the same each seed
+            net = load_baseline()
+            result = prune_model(
+                net, sweep.prune_params(params.prune, method, amount, seed), gradients=gradients
+            )
         once = stochastic or seed == seeds[0]
         for recovery, acc in recovered(
             net, result, [r for r in sweep.recovery if once or r in TRAINED], seed

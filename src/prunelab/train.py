@@ -97,6 +97,27 @@ def pruned_weights_nonzero(model: nn.Module, masks: dict[str, torch.Tensor]) -> 
     return sum(int((params[name].detach()[~mask] != 0).sum()) for name, mask in masks.items())
 
 
+def loss_gradients(
+    train: Split, images: int, *, batch_size: int, device: torch.device, dtype: torch.dtype
+) -> Callable[[nn.Module], None]:
+    """A function that fills a model's parameter gradients with the summed cross-entropy
+    gradients of the first `images` training images, not augmented, the model in eval mode (its
+    BatchNorm statistics as deployed): what gradient-based pruning criteria score with."""
+    selected = train.images[:images]
+    labels = train.labels[:images]
+
+    def fill(model: nn.Module) -> None:
+        model.zero_grad(set_to_none=True)
+        with channels_last(model.eval(), device):
+            for start in range(0, len(selected), batch_size):
+                with autocast(device, dtype):
+                    logits = model(normalize(selected[start : start + batch_size].to(device)))
+                target = labels[start : start + batch_size].to(device)
+                nn.functional.cross_entropy(logits.float(), target, reduction="sum").backward()
+
+    return fill
+
+
 def fit(
     model: nn.Module,
     train: Split,

@@ -11,20 +11,21 @@ from prunelab.checkpoints import Checkpoint, load_checkpoint, save_checkpoint
 from prunelab.commands import ParamsOption, done, single_command_app
 from prunelab.compact import compacted_macs, load_model
 from prunelab.data import load_split, split_validation
+from prunelab.device import resolve_device, resolve_precision
 from prunelab.io import read_json, staged_outputs
 from prunelab.measure import count_macs, sparsity_report
 from prunelab.params import load_params
 from prunelab.prune import amount_for_macs_reduction, check_prune_params, prune_model
 from prunelab.sensitivity import with_derived_amounts
-from prunelab.train import fine_tuning_between_steps
+from prunelab.train import fine_tuning_between_steps, loss_gradients
 
 
 def main(
     params: ParamsOption = Path("params.yaml"),
     model: Annotated[Path, typer.Option(help="checkpoint to prune")] = Path("models/baseline.pt"),
-    data: Annotated[Path, typer.Option(help="CIFAR-10 directory (fine-tuning between steps)")] = Path(
-        "data/cifar-10-batches-py"
-    ),
+    data: Annotated[
+        Path, typer.Option(help="CIFAR-10 directory (fine-tuning between steps, gradient criteria)")
+    ] = Path("data/cifar-10-batches-py"),
     out: Annotated[Path, typer.Option(help="pruned checkpoint to write")] = Path("models/pruned.pt"),
     metrics: Annotated[Path, typer.Option(help="metrics JSON to write")] = Path("metrics/prune.json"),
     sensitivity: Annotated[
@@ -41,19 +42,35 @@ def main(
     ckpt = load_checkpoint(model)
     net = load_model(ckpt, str(model))
     before = sparsity_report(net)
-    if prune_cfg.macs_reduction is not None:
-        prune_cfg = prune_cfg.model_copy(update={"amount": amount_for_macs_reduction(net, prune_cfg)})
-    macs_before = count_macs(net)
-
-    between_steps = None
-    if prune_cfg.steps > 1 and prune_cfg.finetune_between > 0:
+    fine_tunes_between = prune_cfg.steps > 1 and prune_cfg.finetune_between > 0
+    gradients = between_steps = None
+    if fine_tunes_between or method.needs_gradients:
         train_split, val_split = split_validation(
             load_split(data, train=True), cfg.data.val_size, cfg.data.split_seed
         )
-        between_steps = fine_tuning_between_steps(
-            net, train_split, val_split, cfg.train, cfg.finetune, prune_cfg.finetune_between, prune_cfg.steps
+        device = resolve_device(cfg.train.device)
+        gradients = loss_gradients(
+            train_split,
+            prune_cfg.gradient_images,
+            batch_size=cfg.evaluate.batch_size,
+            device=device,
+            dtype=resolve_precision(cfg.train.precision, device),
         )
-    result = prune_model(net, prune_cfg, between_steps=between_steps)
+        if fine_tunes_between:
+            between_steps = fine_tuning_between_steps(
+                net,
+                train_split,
+                val_split,
+                cfg.train,
+                cfg.finetune,
+                prune_cfg.finetune_between,
+                prune_cfg.steps,
+            )
+    if prune_cfg.macs_reduction is not None:
+        amount = amount_for_macs_reduction(net, prune_cfg, gradients)
+        prune_cfg = prune_cfg.model_copy(update={"amount": amount})
+    macs_before = count_macs(net)
+    result = prune_model(net, prune_cfg, between_steps=between_steps, gradients=gradients)
     after = sparsity_report(net)
     macs = {"macs": macs_before}
     if method.unit == "channel" and prune_cfg.dim == 0:

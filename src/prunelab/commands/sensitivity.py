@@ -12,14 +12,15 @@ from torch import nn
 from prunelab.checkpoints import load_checkpoint
 from prunelab.commands import ParamsOption, console, done, single_command_app
 from prunelab.compact import load_model
-from prunelab.data import validation_images
+from prunelab.data import train_and_validation
 from prunelab.device import resolve_device, resolve_precision
 from prunelab.io import staged_outputs
 from prunelab.params import load_params
 from prunelab.predict import split_accuracy
-from prunelab.prune import check_method_names
+from prunelab.prune import check_method_names, resolve_method
 from prunelab.report import save_sensitivity_png, sensitivity_markdown
 from prunelab.sensitivity import analyse, plot_rows
+from prunelab.train import loss_gradients
 
 
 def main(
@@ -40,7 +41,9 @@ def main(
     cfg = load_params(params)
     check_method_names(cfg.sensitivity.methods, "sensitivity.methods", per_layer=True)
     net = load_model(load_checkpoint(model), str(model)).eval()
-    val = validation_images(data, cfg.data.val_size, cfg.data.split_seed, cfg.sensitivity.val_images)
+    train, val = train_and_validation(
+        data, cfg.data.val_size, cfg.data.split_seed, cfg.sensitivity.val_images
+    )
     device = resolve_device(cfg.train.device)
     dtype = resolve_precision(cfg.train.precision, device)
 
@@ -49,7 +52,12 @@ def main(
             split_accuracy(m, val, batch_size=cfg.evaluate.batch_size, device=device, dtype=dtype), 6
         )
 
-    analysis = analyse(net, cfg.prune, cfg.sensitivity, score)
+    gradients = None
+    if any(resolve_method(m).needs_gradients for m in cfg.sensitivity.methods):
+        gradients = loss_gradients(
+            train, cfg.prune.gradient_images, batch_size=cfg.evaluate.batch_size, device=device, dtype=dtype
+        )
+    analysis = analyse(net, cfg.prune, cfg.sensitivity, score, gradients)
     summary = {"val_acc_dense": analysis["val_acc_dense"], "val_images": len(val), **analysis}
     markdown = sensitivity_markdown(summary)
     with staged_outputs() as outputs:
