@@ -15,6 +15,7 @@ import torch
 import torch.nn.utils.prune as tprune
 
 from prunelab.data import load_split, split_validation
+from prunelab.device import cpu_description
 from prunelab.models import build_model
 from prunelab.params import parse_params
 from prunelab.predict import accuracy, predict
@@ -39,7 +40,7 @@ fit(m, tr, p.train)
 print(
     "train s",
     round(time.time() - t, 1),
-    f"({torch.get_num_threads()} threads, train.precision auto)",
+    f"({cpu_description()}, {torch.get_num_threads()} threads, train.precision auto)",
     flush=True,
 )
 dev = torch.device("cpu")

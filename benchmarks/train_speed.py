@@ -21,7 +21,7 @@ import torch
 from rich.console import Console
 
 from prunelab.data import Split, load_split, normalize, random_crop_flip
-from prunelab.device import autocast, resolve_precision
+from prunelab.device import autocast, cpu_description, resolve_precision
 from prunelab.measure import count_macs
 from prunelab.models import build_model
 from prunelab.params import Params
@@ -151,7 +151,8 @@ def main() -> None:
     achieved = ours * train_flops_per_image / 1e9
     name = str(dtype).removeprefix("torch.")
     console.print(
-        f"threads: {torch.get_num_threads()}, precision: {name}, batch {args.batch_size}, {args.steps} steps each"
+        f"{cpu_description()}; threads: {torch.get_num_threads()}, precision: {name}, "
+        f"batch {args.batch_size}, {args.steps} steps each"
     )
     console.print(f"prunelab training step: {ours:,.0f} images/s ({achieved:,.0f} GFLOP/s)")
     console.print(

@@ -29,14 +29,14 @@ SRC = ROOT / "src"
 NOT_DEPS = {
     "src/prunelab/__init__.py": "quiets a torch import warning",
     "src/prunelab/errors.py": "the exception type of user errors",
-    "src/prunelab/commands/__init__.py": "error printing, console width, Typer wiring",
+    "src/prunelab/commands/__init__.py": "error printing, console width, Typer and thread-share wiring",
 }
 
 # The library's layers, lowest first; a module may import only from layers below its own.
 LAYERS = [
     {"errors", "params"},
     {"gpu_claims"},
-    {"plugins", "io", "checkpoints", "data", "device", "amounts"},
+    {"plugins", "io", "checkpoints", "data", "device", "amounts", "threads"},
     {"fetch", "synthetic", "models", "predict"},
     {"measure", "train"},
     {"compact", "tracking", "recovery"},

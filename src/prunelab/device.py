@@ -21,12 +21,28 @@ CPU = torch.device("cpu")
 
 
 @cache
-def cpu_has_bf16() -> bool:
+def _cpuinfo() -> str:
     try:
-        flags = Path("/proc/cpuinfo").read_text()
+        return Path("/proc/cpuinfo").read_text()
     except OSError:
-        return False
+        return ""
+
+
+def cpu_has_bf16() -> bool:
+    flags = _cpuinfo().split()
     return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def cpu_description() -> str:
+    """The CPU's model and the vector extensions that decide its speed: which kind of CPU gave a
+    figure (an AVX2-only CPU trains in fp32, one with avx512_bf16 or AMX in bf16)."""
+    info = _cpuinfo()
+    model = next(
+        (line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), ""
+    )
+    flags = set(info.split())
+    present = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
+    return f"{model or 'unknown CPU'} ({', '.join(present) or 'no AVX2'})"
 
 
 def resolve_device(name: str) -> torch.device:
@@ -49,9 +65,10 @@ def _gpu_claim() -> Claim:
 
 
 def device_description(device: torch.device) -> str:
-    """What metrics record as the device: `cpu`, or the GPU's name and index."""
+    """What metrics record as the device: the CPU's model and vector extensions, or the GPU's
+    name and index."""
     if device.type != "cuda":
-        return "cpu"
+        return f"cpu: {cpu_description()}"
     return f"{device} ({torch.cuda.get_device_name(device)})"
 
 

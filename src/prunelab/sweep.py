@@ -16,6 +16,7 @@ from torch import nn
 from prunelab.compact import compact
 from prunelab.controls import random_floor_masks, train_from_scratch
 from prunelab.data import Split
+from prunelab.device import device_description
 from prunelab.groups import Gradients
 from prunelab.measure import compare_latency, count_macs, mean_and_std, sparsity_report, speedups
 from prunelab.params import Params, cost_target
@@ -136,6 +137,8 @@ def score_point(
         "macs_speedup": round(macs / max(1, macs_compact), 4),
         **measured_speedups(dense, small, params, dtype, device, removed=macs_compact < macs),
         "val_images": len(val),
+        "device": device_description(device),  # latency and speed-ups hold for this device
+        "threads": torch.get_num_threads(),
         "recovery": {recovery: _summary(by_seed) for recovery, by_seed in accs.items()},
         "random_floor": {recovery: _summary(by_seed) for recovery, by_seed in floor.items()}
         if with_floor

@@ -1,7 +1,8 @@
 """The stages as Typer commands: each module's `main` is both `python stages/<name>.py` (DVC's
 entry point) and `prunelab <name>` (the installed command). Commands are glue only: read
 params, call the library, write outputs together once all are complete (io.staged_outputs),
-say where they went. This module only words messages, so dvc.yaml leaves it out of deps."""
+say where they went. Each command runs with its share of the CPU threads (threads.py). This
+module only words messages and sets threads, so dvc.yaml leaves it out of deps."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from rich.console import Console
 
 from prunelab.errors import UserError
 from prunelab.params import ParamsError
+from prunelab.threads import cpu_share
 
 # Without a terminal (dvc repro, CI) rich would cut tables at 80 columns: give logs room.
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
@@ -30,7 +32,8 @@ def user_errors_exit(command: Callable[..., None]) -> Callable[..., None]:
     @functools.wraps(command)
     def run(*args: object, **kwargs: object) -> None:
         try:
-            command(*args, **kwargs)
+            with cpu_share():
+                command(*args, **kwargs)
         except (UserError, ParamsError) as exc:
             Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {exc.message}")
             sys.stderr.flush()

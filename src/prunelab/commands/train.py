@@ -13,7 +13,7 @@ import typer
 from prunelab.checkpoints import Checkpoint, load_init_state, load_state_into, save_checkpoint
 from prunelab.commands import ParamsOption, done, single_command_app
 from prunelab.data import load_split, split_validation
-from prunelab.device import dtype_name, resolve_device, resolve_precision
+from prunelab.device import device_description, dtype_name, resolve_device, resolve_precision
 from prunelab.io import staged_outputs
 from prunelab.models import build_model, whiten_first_conv
 from prunelab.params import load_params
@@ -80,7 +80,7 @@ def main(
                 "train_acc": round(last.train_acc, 6) if last else None,
                 "val_acc": round(last.val_acc, 6) if last and last.val_acc is not None else None,
                 "train_images": len(train_split),
-                "device": device.type,
+                "device": device_description(device),
                 "precision": dtype_name(resolve_precision(cfg.train.precision, device)),
                 "threads": torch.get_num_threads(),
                 "seconds": round(sum(r.seconds for r in history), 1),  # wall clock: varies run to run
