@@ -14,7 +14,7 @@ from prunelab.commands import compact as compact_cmd
 from prunelab.compact import compact, load_model, max_output_difference
 from prunelab.models import build_model
 from prunelab.params import PruneParams
-from prunelab.prune import prune_model
+from prunelab.prune import apply_masks, prune_model
 from tests.conftest import write_params
 
 IMAGES = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8)
@@ -192,3 +192,48 @@ def test_prune_stage_reaches_a_macs_target_and_compact_confirms_it(
     assert result.exit_code == 0, result.output
     compacted = json.loads((tmp_path / "c.json").read_text())
     assert compacted["macs_compact"] == pruned["macs_compact"] <= 0.5 * compacted["macs_dense"]
+
+
+def test_a_removed_filters_bias_is_folded_into_the_next_layer() -> None:
+    """No BatchNorm: a pruned filter still outputs its bias (through ReLU and pooling, a
+    constant), which torch's pruning keeps. prunelab moves that constant into the next layer's
+    bias, so the pruned model equals torch's away from padded borders and still compacts exactly."""
+    torch.manual_seed(0)
+    model = build_model("tutorial_cnn", {"widths": [8, 16, 16]}).eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.Conv2d):
+                m.bias.uniform_(0.1, 0.5)  # positive: each pruned filter sends a constant on
+    images = torch.randn(4, 3, 32, 32)
+
+    def pruned_both_ways(layer: str) -> tuple[torch.nn.Module, torch.nn.Module, dict]:
+        reference = copy.deepcopy(model)  # torch's pruning: the bias stays
+        torch.nn.utils.prune.ln_structured(getattr(reference, layer), "weight", amount=0.5, n=1, dim=0)
+        pruned = copy.deepcopy(model)
+        result = prune_model(pruned, PruneParams(amount=0.5, targets=[layer]))
+        gone = ~result.masks[f"{layer}.weight"].flatten(1).any(1)
+        assert getattr(pruned, layer).bias.detach()[gone].abs().sum() == 0  # removable
+        return pruned, reference, result.masks
+
+    def conv2_output(net: torch.nn.Module) -> torch.Tensor:
+        out: list[torch.Tensor] = []
+        handle = net.conv2.register_forward_hook(lambda m, a, o: out.append(o))
+        net(images)
+        handle.remove()
+        return out[0]
+
+    with torch.no_grad():
+        pruned, reference, masks = pruned_both_ways("conv1")
+        ours, torchs = conv2_output(pruned), conv2_output(reference)
+        assert (ours[:, :, 1:-1, 1:-1] - torchs[:, :, 1:-1, 1:-1]).abs().max() < 1e-5  # interior
+        assert (ours - torchs).abs().max() > 1e-3  # borders differ: padding was zero, not the constant
+        last, last_reference, _ = pruned_both_ways("conv3")  # read by the classifier: no borders
+        assert (last(images) - last_reference(images)).abs().max() < 1e-5
+    small = copy.deepcopy(pruned)
+    compact(small)
+    assert (
+        max_output_difference(pruned, small, torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8)) < 1e-5
+    )
+    before = copy.deepcopy(pruned.state_dict())
+    apply_masks(pruned, masks)  # again: the biases are zero already, nothing to fold
+    assert all(torch.equal(before[k], v) for k, v in pruned.state_dict().items())

@@ -33,7 +33,8 @@ def dependency_graph(model: nn.Module) -> tp.DependencyGraph:
     model.eval()
     example = torch.zeros(1, 3, 32, 32)
     try:
-        return tp.DependencyGraph().build_dependency(model, example_inputs=example, verbose=False)
+        with torch.enable_grad():  # DepGraph traces through autograd, even for callers under no_grad
+            return tp.DependencyGraph().build_dependency(model, example_inputs=example, verbose=False)
     except Exception as exc:  # a user model Torch-Pruning cannot trace
         raise UserError(
             f"compact: cannot trace the model's channel dependencies ({type(exc).__name__}: {exc})"
@@ -99,6 +100,63 @@ def coupled_channel_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> d
                 mask[list(dep_idxs)] = False
                 extra[name] = mask
     return {**extra, **masks}
+
+
+def fold_pruned_biases(model: nn.Module, masks: dict[str, torch.Tensor]) -> None:
+    """Zero the masked biases of filters whose weights are zero, first moving what they sent
+    downstream into the biases of the layers that read them.
+
+    Such a filter still outputs its bias, through ReLU and pooling a constant; torch's pruning
+    keeps it, and zeroing the bias, which removing the channel does, loses it. Folded into the
+    next conv's (or linear's) bias, its effect is kept exactly away from zero-padded borders,
+    and the model still equals its compacted form. A reader without a bias loses it as before.
+    """
+    params = dict(model.named_parameters())
+    pruned: dict[nn.Module, list[int]] = {}
+    for name, module in model.named_modules():
+        mask = masks.get(f"{name}.bias")
+        if isinstance(module, nn.Conv2d) and module.bias is not None and mask is not None:
+            idxs = [j for j in _zero_out_channels(module.weight) if not mask[j] and module.bias[j] != 0]
+            if idxs:
+                pruned[module] = idxs
+    if not pruned:
+        return
+    graph = dependency_graph(model)
+    readers = {
+        dep.target.module
+        for module, idxs in pruned.items()
+        for dep, _ in graph.get_pruning_group(module, tp.prune_conv_out_channels, idxs)
+        if dep.handler in (tp.prune_conv_in_channels, tp.prune_linear_in_channels)
+        and dep.target.module.bias is not None
+    }
+    names = {module: name for name, module in model.named_modules()}
+    reference = copy.deepcopy(model)  # the biases kept, as torch's pruning leaves them
+    with torch.no_grad():
+        for module, idxs in pruned.items():
+            module.bias[idxs] = 0
+        for reader in sorted(readers, key=lambda m: list(names).index(m)):  # in forward order
+            # what the pruned filters' constants add to the reader's input, and so to its output
+            extra = _input_of(reference, names[reader]) - _input_of(model, names[reader])
+            if isinstance(reader, nn.Conv2d):
+                out = nn.functional.conv2d(
+                    extra, reader.weight, None, reader.stride, reader.padding, reader.dilation, reader.groups
+                )
+                delta = out[0, :, out.shape[2] // 2, out.shape[3] // 2]  # away from the borders
+            else:
+                delta = nn.functional.linear(extra, reader.weight)[0]
+            params[f"{names[reader]}.bias"].add_(delta)
+
+
+def _input_of(model: nn.Module, name: str) -> torch.Tensor:
+    captured: list[torch.Tensor] = []
+    handle = dict(model.named_modules())[name].register_forward_pre_hook(
+        lambda module, args: captured.append(args[0].detach().clone())
+    )
+    try:
+        model.eval()(torch.zeros(1, 3, 32, 32))
+    finally:
+        handle.remove()
+    return captured[0]
 
 
 def compact(model: nn.Module) -> dict[str, list[int]]:

@@ -20,7 +20,7 @@ import torch.nn.utils.prune as tprune
 from torch import nn
 
 from prunelab.amounts import final_count, step_fractions
-from prunelab.compact import compacted_macs, coupled_channel_masks
+from prunelab.compact import compacted_macs, coupled_channel_masks, fold_pruned_biases
 from prunelab.errors import UserError
 from prunelab.groups import CRITERIA, Gradients, channel_masks, needs_gradients
 from prunelab.models import prunable_layers
@@ -367,10 +367,18 @@ def prune_model(
 
 
 def apply_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> None:
+    """Zero the masked weights, then the masked biases, folding what the bias of a removed
+    filter still sends downstream into the next layer's bias (compact.fold_pruned_biases)."""
     params = dict(model.named_parameters())
     with torch.no_grad():
         for name, mask in masks.items():
-            params[name].mul_(mask.to(params[name].dtype))
+            if not name.endswith(".bias"):
+                params[name].mul_(mask.to(params[name].dtype))
+    fold_pruned_biases(model, masks)
+    with torch.no_grad():
+        for name, mask in masks.items():
+            if name.endswith(".bias"):
+                params[name].mul_(mask.to(params[name].dtype))
 
 
 def amount_for_macs_reduction(
