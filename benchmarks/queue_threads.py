@@ -1,7 +1,8 @@
 """Total time of N training stages run one at a time and two at a time, as `dvc queue start -j 1`
 and `-j 2` run experiments: with prunelab's thread sharing (each running stage takes
 cores // running stages), and with every stage taking all cores (torch's default, and
-prunelab's before sharing; PRUNELAB_THREADS=<cores> reproduces it).
+prunelab's before sharing; PRUNELAB_THREADS=<cores> reproduces it), and with the share pinned
+from the start (PRUNELAB_THREADS=<cores / 2>).
 
 Each job is the real train stage (`stages/train.py`) for one epoch of a narrower CNN on the
 CIFAR-10 directory, so that the whole comparison takes minutes.
@@ -81,6 +82,7 @@ def main() -> None:
         modes = [
             ("-j 1", 1, base),
             ("-j 2, threads shared (default)", 2, base),
+            (f"-j 2, {THREADS_ENV}={max(1, cores // 2)}", 2, {**base, THREADS_ENV: str(max(1, cores // 2))}),
             (f"-j 2, every job {cores} threads", 2, {**base, THREADS_ENV: str(cores)}),
         ]
         print(

@@ -1,10 +1,11 @@
 """The seed notebook's experiment on `tutorial_cnn`: train it, then prune 40 % of conv1's filters
-by L1 norm one-shot, both as prunelab does (the pruned filter's bias zeroed too, so the model
-equals its compacted form) and as torch.nn.utils.prune does (bias kept, as the notebook did).
+by L1 norm one-shot, both as prunelab does (the pruned filter's bias folded into the next layer's
+bias, so the model equals its compacted form) and as torch.nn.utils.prune does (bias kept, as
+the notebook did).
 Test accuracy without test-time augmentation. Needs data/cifar-10-batches-py (`dvc repro fetch`).
 
     uv run python benchmarks/seed_experiment.py LR EPOCHS WEIGHT_DECAY LABEL_SMOOTHING WIDTHS
-    uv run python benchmarks/seed_experiment.py 0.05 15 0.0005 0.2 64,64,128
+    uv run python benchmarks/seed_experiment.py 0.05 25 0.003 0.2 64,64,128   # the seed profile
 """
 
 import copy
@@ -58,7 +59,7 @@ def acc(net, tta="none"):
 print("test acc", acc(m), flush=True)
 q = copy.deepcopy(m)
 prune_model(q, p.prune.model_copy(update={"method": "ln_structured", "amount": 0.4, "targets": ["conv1"]}))
-print("prunelab ln_structured 40% conv1 (bias of pruned filters zeroed):", acc(q))
+print("prunelab ln_structured 40% conv1 (pruned filters' biases folded into conv2):", acc(q))
 q = copy.deepcopy(m)
 tprune.ln_structured(q.conv1, "weight", amount=0.4, n=1, dim=0)
 print("torch tutorial ln_structured 40% conv1 (bias kept):", acc(q))
