@@ -104,10 +104,19 @@ def test_repro_produces_every_output(project: tuple[Path, dict[str, str]]) -> No
         "models/compact.onnx",
         "dvc.lock",
         "plots/confusion/pruned.json",
+        "plots/confusion/baseline.json",
     ):
         assert (root / path).exists(), path
     evaluate = json.loads((root / "metrics/evaluate.json").read_text())
-    assert set(evaluate) == {"baseline", "pruned", "finetuned", "compact", "latency_setup"}
+    assert set(evaluate) == {"baseline", "pruned", "finetuned", "compact", "scoring", "latency_setup"}
+    # each distinct model scored once: the baseline by evaluate_baseline, the fine-tuned model as
+    # its compaction (which compact checked equal)
+    assert evaluate["baseline"]["scored"] == "metrics/baseline.json"
+    assert (
+        evaluate["baseline"]["acc"]
+        == json.loads((root / "metrics/baseline.json").read_text())["baseline"]["acc"]
+    )
+    assert evaluate["finetuned"]["scored"] == "as compact" and evaluate["pruned"]["scored"] == "here"
     assert evaluate["compact"]["params"] < evaluate["baseline"]["params"]
     assert evaluate["compact"]["macs"] < evaluate["baseline"]["macs"]
     assert evaluate["compact"]["acc"] == pytest.approx(evaluate["finetuned"]["acc"], abs=0.01)
@@ -136,6 +145,7 @@ def test_prune_change_reruns_only_downstream_and_metrics_diff_shows_it(
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     out = dvc(root, env, "repro")
     assert "Stage 'fetch' didn't change" in out and "Stage 'train' didn't change" in out
+    assert "Stage 'evaluate_baseline' didn't change" in out  # the baseline is not scored again
     assert "Running stage 'prune'" in out and "Running stage 'evaluate'" in out
     diff = json.loads(dvc(root, env, "metrics", "diff", "--json"))
     change = diff["metrics/prune.json"]["layers.conv1.zero_channels"]

@@ -13,8 +13,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from prunelab import threads as threads_module
 from prunelab.errors import UserError
-from prunelab.threads import THREADS_ENV, cpu_cores, cpu_share, running_stages, threads_for
+from prunelab.threads import THREADS_ENV, cpu_cores, cpu_share, rebalance, running_stages, threads_for
 from tests.conftest import write_params
 
 HOLDER = """
@@ -61,6 +62,30 @@ def test_running_stages_share_the_cores_and_a_killed_one_stops_counting(tmp_path
         torch.set_num_threads(before)
 
 
+def test_a_share_follows_stages_that_start_and_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(threads_module, "cpu_cores", lambda: 4)
+    monkeypatch.setattr(threads_module, "RECHECK_SECONDS", 3600.0)
+    before = torch.get_num_threads()
+    try:
+        with cpu_share(env={}, lock_dir=tmp_path) as alone:
+            assert alone == torch.get_num_threads() == 4
+            holder = hold_in_subprocess(tmp_path)
+            rebalance()  # counted less than RECHECK_SECONDS ago: no new count yet
+            assert torch.get_num_threads() == 4
+            monkeypatch.setattr(threads_module, "RECHECK_SECONDS", 0.0)
+            rebalance()
+            assert torch.get_num_threads() == 2  # another stage started: half the cores
+            holder.kill()
+            holder.wait()
+            rebalance()
+            assert torch.get_num_threads() == 4  # it ended: the cores come back
+        torch.set_num_threads(3)
+        rebalance()  # outside a share it changes nothing
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_a_stage_records_the_threads_it_ran_with(
     data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -70,6 +95,8 @@ def test_a_stage_records_the_threads_it_ran_with(
     monkeypatch.setenv(THREADS_ENV, "1")
     monkeypatch.setenv("PRUNELAB_LOCK_DIR", str(tmp_path / "locks"))
     params = write_params(tmp_path / "params.yaml")
+    looks = []
+    monkeypatch.setattr("prunelab.train.rebalance", lambda: looks.append(1))
     try:
         result = CliRunner().invoke(
             train.app,
@@ -87,7 +114,10 @@ def test_a_stage_records_the_threads_it_ran_with(
             ],
         )
         assert result.exit_code == 0, result.output
-        assert json.loads((tmp_path / "t.json").read_text())["threads"] == 1
+        recorded = json.loads((tmp_path / "t.json").read_text())
+        assert recorded["threads"] == 1
+        steps = recorded["train_images"] // 64 * recorded["epochs"]  # write_params: batch_size 64
+        assert len(looks) >= steps > 0  # the training loop looks again at every step
         assert not list((tmp_path / "locks").glob("cpu-*.lock"))  # registration ended with it
         monkeypatch.setenv(THREADS_ENV, "many")
         result = CliRunner().invoke(train.app, ["--params", str(params)])

@@ -3,6 +3,7 @@ running code (torch.load with weights_only)."""
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 import zipfile
 from dataclasses import dataclass, field
@@ -41,6 +42,12 @@ class Checkpoint:
 def save_checkpoint(path: str | Path, ckpt: Checkpoint) -> None:
     """Write `ckpt` to `path`; stages pass a staged path (io.staged_outputs)."""
     torch.save(ckpt.to_dict(), path)
+
+
+def file_digest(path: str | Path) -> str:
+    """The first 16 hex digits of the file's sha256: names the exact checkpoint a score or a
+    compaction came from."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
 def torch_load(path: str | Path) -> Any:

@@ -26,10 +26,11 @@ from prunelab.errors import UserError
 LOCK_DIR_ENV = "PRUNELAB_LOCK_DIR"
 
 
-def default_lock_dir() -> Path:
-    """Machine-wide on purpose: queued experiments run in their own temporary workspaces, and
-    two clones on one machine share its GPUs."""
-    return Path(tempfile.gettempdir()) / f"prunelab-{os.getuid()}" / "devices"
+def lock_folder(env: Mapping[str, str]) -> Path:
+    """Where running prunelab processes hold their locks (GPU claims, CPU shares):
+    PRUNELAB_LOCK_DIR, else a machine-wide folder. Machine-wide on purpose: queued experiments
+    run in their own temporary workspaces, and two clones on one machine share its cores and GPUs."""
+    return Path(env.get(LOCK_DIR_ENV) or Path(tempfile.gettempdir()) / f"prunelab-{os.getuid()}" / "devices")
 
 
 @dataclass
@@ -69,7 +70,7 @@ def claim_device(
         raise UserError(
             "no CUDA device to claim: CUDA_VISIBLE_DEVICES is empty; unset it or use train.device: cpu"
         )
-    folder = lock_dir or Path(env.get(LOCK_DIR_ENV) or default_lock_dir())
+    folder = lock_dir or lock_folder(env)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -115,18 +115,13 @@ def _counts(
     at least one channel."""
     sizes = [len(scores) for _, scores, _ in scored]
     if cfg.scope == "local":
-        return [
-            round(
-                fraction
-                * final_count(
-                    cfg.per_layer[key] if key else cfg.amount,
-                    n,
-                    f"prune.per_layer.{key}" if key else "prune.amount",
-                    cfg.round_to,
-                )
+        counts = []
+        for (_, _, key), n in zip(scored, sizes, strict=True):
+            amount, name = (
+                (cfg.per_layer[key], f"prune.per_layer.{key}") if key else (cfg.amount, "prune.amount")
             )
-            for (_, _, key), n in zip(scored, sizes, strict=True)
-        ]
+            counts.append(round(fraction * final_count(amount, n, name, cfg.round_to)))
+        return counts
     total = sum(sizes)
     wanted = round(fraction * final_count(cfg.amount, total, "prune.amount"))
     everything = torch.cat([scores for _, scores, _ in scored])

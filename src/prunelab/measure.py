@@ -4,6 +4,7 @@ measured side by side, sizes on disk."""
 from __future__ import annotations
 
 import gzip
+import hashlib
 import statistics
 from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
@@ -14,7 +15,7 @@ from torch import nn
 from torch.utils import benchmark
 from torch.utils.flop_counter import FlopCounterMode
 
-from prunelab.device import CPU, autocast, channels_last
+from prunelab.device import CPU, autocast, channels_last, dtype_name
 from prunelab.models import prunable_layers
 from prunelab.predict import accuracy
 
@@ -28,6 +29,56 @@ def accuracy_report(logits: torch.Tensor, labels: torch.Tensor, classes: list[st
         "acc": round(accuracy(logits, labels), 6),
         "per_class_acc": {c: round(a, 6) for c, a in zip(classes, per_class.tolist(), strict=True)},
     }
+
+
+def scoring_setup(
+    tta: str,
+    dtype: torch.dtype,
+    device: torch.device,
+    batch_size: int,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+) -> dict[str, Any]:
+    """What a test score depends on besides the weights; a score is reused only under the same."""
+    data = hashlib.sha256(images.numpy().tobytes())
+    data.update(labels.numpy().tobytes())
+    return {
+        "tta": tta,
+        "precision": dtype_name(dtype),
+        "device": device.type,
+        "batch_size": batch_size,  # oneDNN picks kernels, and so roundings, by shape
+        "test_data": data.hexdigest()[:16],
+    }
+
+
+def reusable_scores(
+    digests: Mapping[str, str], setup: Mapping[str, Any], earlier: Mapping[str, Mapping[str, Any]]
+) -> dict[str, tuple[dict[str, Any], str]]:
+    """{model: (its entry, the metrics file it is in)} for each model whose exact checkpoint
+    (`digests`: model → checkpoint_sha256) an earlier evaluate (`earlier`: path → its metrics)
+    scored under the same `setup`."""
+    found: dict[str, tuple[dict[str, Any], str]] = {}
+    for source, metrics in earlier.items():
+        if metrics.get("scoring") != setup:
+            continue
+        entries = {e["checkpoint_sha256"]: e for e in metrics.values() if isinstance(e, dict) and "acc" in e}
+        for name, digest in digests.items():
+            if name not in found and digest in entries:
+                found[name] = (entries[digest], source)
+    return found
+
+
+def compacted_twins(metas: Mapping[str, Mapping[str, Any]], digests: Mapping[str, str]) -> dict[str, str]:
+    """{masked model: its compaction} among the given models. A compact checkpoint records the
+    digest of the masked checkpoint it was made from and checked against (the compact stage), so
+    the two compute the same function and one score serves both."""
+    by_digest = {digest: name for name, digest in digests.items()}
+    twins = {}
+    for name, meta in metas.items():
+        source = by_digest.get((meta.get("compacted_from") or {}).get("sha256", ""))
+        if source is not None and source != name:
+            twins[source] = name
+    return twins
 
 
 def confusion_rows(logits: torch.Tensor, labels: torch.Tensor, classes: list[str]) -> list[dict[str, str]]:

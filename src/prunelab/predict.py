@@ -7,6 +7,7 @@ from torch import nn
 
 from prunelab.data import Split, normalize
 from prunelab.device import autocast, channels_last
+from prunelab.threads import rebalance
 
 TTA_MODES = ("none", "flip", "flip_translate")
 
@@ -42,6 +43,7 @@ def predict(
     chunks = []
     with channels_last(model.eval(), device):
         for start in range(0, len(images), batch_size):
+            rebalance()
             x = normalize(images[start : start + batch_size].to(device))
             with autocast(device, dtype):
                 logits = model(x).float() if tta == "none" else mirrored(x)

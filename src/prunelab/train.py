@@ -25,6 +25,7 @@ from prunelab.errors import UserError
 from prunelab.io import atomic_path
 from prunelab.params import FinetuneParams, TrainParams
 from prunelab.predict import accuracy, predict
+from prunelab.threads import rebalance
 
 
 @dataclass
@@ -198,6 +199,7 @@ def _fit(
             started = time.perf_counter()
             loss_sum, correct, seen = 0.0, 0, 0
             for i in range(per_epoch):
+                rebalance()  # follow other stages starting or ending (threads.py)
                 idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
                 flips = first_flips[idx] ^ bool(epoch % 2) if cfg.alternating_flip else None
                 images = random_crop_flip(train.images[idx], cfg.translate, generator, flips)

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from prunelab.checkpoints import Checkpoint, load_checkpoint, save_checkpoint
+from prunelab.checkpoints import Checkpoint, file_digest, load_checkpoint, save_checkpoint
 from prunelab.commands import ParamsOption, done, single_command_app
 from prunelab.compact import compact, export_onnx, load_model, max_output_difference
 from prunelab.data import load_split
@@ -56,7 +56,13 @@ def main(
                 ckpt.model_kwargs,
                 small.state_dict(),
                 {},
-                {**ckpt.meta, "stage": "compact", "removed_channels": removed},
+                {
+                    **ckpt.meta,
+                    "stage": "compact",
+                    "removed_channels": removed,
+                    # lets evaluate score the pair once (measure.compacted_twins)
+                    "compacted_from": {"sha256": file_digest(model), "max_output_difference": difference},
+                },
             ),
         )
         staged_onnx = outputs.path(onnx)

@@ -1,4 +1,4 @@
-"""evaluate: test accuracy, per-class accuracy, confusion matrix and sparsity of each model."""
+"""evaluate: test accuracy, per-class accuracy, confusion matrix, size and latency of each model."""
 
 from __future__ import annotations
 
@@ -9,19 +9,22 @@ import torch
 import typer
 from rich.table import Table
 
-from prunelab.checkpoints import load_checkpoint
+from prunelab.checkpoints import file_digest, load_checkpoint
 from prunelab.commands import ParamsOption, console, done, single_command_app
 from prunelab.compact import load_model
 from prunelab.data import class_names, load_split
 from prunelab.device import device_description, dtype_name, resolve_device, resolve_precision
 from prunelab.errors import UserError
-from prunelab.io import staged_outputs
+from prunelab.io import read_json, staged_outputs
 from prunelab.measure import (
     accuracy_report,
+    compacted_twins,
     compare_latency,
     confusion_rows,
     count_macs,
     file_bytes,
+    reusable_scores,
+    scoring_setup,
     sparsity_report,
     speedups,
 )
@@ -39,58 +42,86 @@ def main(
     plots: Annotated[Path, typer.Option(help="directory for confusion-matrix plot data")] = Path(
         "plots/confusion"
     ),
+    scores: Annotated[
+        list[Path] | None,
+        typer.Option(help="an earlier evaluate's metrics: its scores of the same checkpoints are reused"),
+    ] = None,
+    latency: Annotated[bool, typer.Option(help="measure latency against the first model")] = True,
 ) -> None:
-    """Evaluate each NAME=CHECKPOINT on the CIFAR-10 test set."""
+    """Evaluate each NAME=CHECKPOINT on the CIFAR-10 test set. Each distinct model is scored once:
+    a checkpoint scored before (--scores, same test data and settings) keeps its score, and a
+    compacted model's score serves the masked model it was checked against. Latency is always
+    measured afresh, all models in the same interleaved rounds."""
     cfg = load_params(params)
     named = dict(_parse_model_option(m) for m in model)
     test = load_split(data, train=False)
     classes = class_names(data)
     device = resolve_device(cfg.train.device)
     dtype = resolve_precision(cfg.train.precision, device)
+    earlier = {str(path): read_json(path) for path in scores or []}
     # every checkpoint is loaded (and checked) before any work
-    nets = {name: load_model(load_checkpoint(path), str(path)) for name, path in named.items()}
-    results, confusions = {}, {}
+    ckpts = {name: load_checkpoint(path) for name, path in named.items()}
+    nets = {name: load_model(ckpts[name], str(named[name])) for name in named}
+    digests = {name: file_digest(path) for name, path in named.items()}
+    setup = scoring_setup(cfg.evaluate.tta, dtype, device, cfg.evaluate.batch_size, test.images, test.labels)
+    reused = reusable_scores(digests, setup, earlier)
+    twins = {
+        masked: small
+        for masked, small in compacted_twins({n: c.meta for n, c in ckpts.items()}, digests).items()
+        if masked not in reused and small not in reused
+    }
+    results: dict[str, dict] = {}
+    confusions = {}
     for name, net in nets.items():
-        path = named[name]
-        logits = predict(
-            net,
-            test.images,
-            batch_size=cfg.evaluate.batch_size,
-            device=device,
-            dtype=dtype,
-            tta=cfg.evaluate.tta,
-        )
-        report = accuracy_report(logits, test.labels, classes)
         sparsity = sparsity_report(net)
         results[name] = {
-            "acc": report["acc"],
             "sparsity": sparsity["sparsity"],
             "params": sparsity["params"],
             "params_nonzero": sparsity["params_nonzero"],
             "macs": count_macs(net),
-            **file_bytes(str(path)),
-            "per_class_acc": report["per_class_acc"],
+            **file_bytes(str(named[name])),
+            "checkpoint_sha256": digests[name],
         }
-        confusions[name] = confusion_rows(logits, test.labels, classes)
+        if name in reused:
+            entry, source = reused[name]
+            results[name].update(acc=entry["acc"], per_class_acc=entry["per_class_acc"], scored=source)
+        elif name not in twins:
+            logits = predict(
+                net,
+                test.images,
+                batch_size=cfg.evaluate.batch_size,
+                device=device,
+                dtype=dtype,
+                tta=cfg.evaluate.tta,
+            )
+            results[name].update(**accuracy_report(logits, test.labels, classes), scored="here")
+            confusions[name] = confusion_rows(logits, test.labels, classes)
+    for masked, small in twins.items():
+        results[masked].update(
+            acc=results[small]["acc"], per_class_acc=results[small]["per_class_acc"], scored=f"as {small}"
+        )
+        confusions[masked] = confusions[small]
     # speed-ups against the baseline, else the first model, measured in the same rounds
     reference = "baseline" if "baseline" in nets else next(iter(nets))
-    for batch in cfg.evaluate.latency_batch_sizes:
+    for batch in cfg.evaluate.latency_batch_sizes if latency else []:
         timings = compare_latency(nets, batch, dtype, cfg.evaluate.latency_seconds, device=device)
-        latency = {name: timing["median_ms"] for name, timing in timings.items()}
-        for name, speedup in speedups(latency, reference).items():
+        latency_ms = {name: timing["median_ms"] for name, timing in timings.items()}
+        for name, speedup in speedups(latency_ms, reference).items():
             results[name][f"latency_ms_b{batch}"] = timings[name]["median_ms"]
             results[name][f"latency_iqr_ms_b{batch}"] = timings[name]["iqr_ms"]
             results[name][f"speedup_b{batch}"] = speedup
-    setup = {
+    latency_setup = {
         "device": device_description(device),
         "threads": torch.get_num_threads(),
         "precision": dtype_name(dtype),
     }
     with staged_outputs() as outputs:
-        outputs.write_json(metrics, {**results, "latency_setup": setup})
+        outputs.write_json(
+            metrics, {**results, "scoring": setup, **({"latency_setup": latency_setup} if latency else {})}
+        )
         for name, rows in confusions.items():
             outputs.write_json(plots / f"{name}.json", rows)
-    _print_table(results, cfg.evaluate.latency_batch_sizes)
+    _print_table(results, cfg.evaluate.latency_batch_sizes if latency else [])
     done("evaluated", metrics, plots)
 
 
@@ -104,12 +135,22 @@ def _parse_model_option(option: str) -> tuple[str, Path]:
 def _print_table(results: dict[str, dict], batch_sizes: list[int]) -> None:
     speed = [f"ms b{b} (×)" for b in batch_sizes]
     table = Table(
-        "model", "test acc", "sparsity", "params", "nonzero", "MACs", "gzip bytes", *speed, title="evaluate"
+        "model",
+        "test acc",
+        "scored",
+        "sparsity",
+        "params",
+        "nonzero",
+        "MACs",
+        "gzip bytes",
+        *speed,
+        title="evaluate",
     )
     for name, r in results.items():
         table.add_row(
             name,
             f"{r['acc']:.4f}",
+            r["scored"],
             f"{r['sparsity']:.4f}",
             f"{r['params']:,}",
             f"{r['params_nonzero']:,}",

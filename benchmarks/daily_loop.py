@@ -1,0 +1,101 @@
+"""The daily loop's cost: the stages `dvc exp run -S prune.amount=0.6` reruns (prune, finetune,
+compact, evaluate), each timed as a whole process, with the fine-tuning epochs counted apart;
+then a no-op `dvc repro`, when the workspace is up to date.
+
+Run from the repository root after `dvc repro` (it reads data/, models/baseline.pt and
+metrics/baseline.json); the stages write to a temporary folder, so the workspace stays as it is:
+
+    uv run python benchmarks/daily_loop.py [--amount 0.6] [--no-noop]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+from prunelab.device import cpu_description, cpu_has_bf16
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = "data/cifar-10-batches-py"
+
+
+def timed(cmd: list[str]) -> float:
+    start = time.perf_counter()
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"failed (exit {done.returncode}): {' '.join(cmd)}\n{done.stderr[-2000:]}")
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--amount", type=float, default=0.6, help="prune.amount of the experiment")
+    parser.add_argument(
+        "--noop", action=argparse.BooleanOptionalAction, default=True, help="time a no-op repro"
+    )
+    args = parser.parse_args()
+    for needed in (DATA, "models/baseline.pt", "metrics/baseline.json"):
+        if not (ROOT / needed).exists():
+            raise SystemExit(f"{needed} is missing: run `dvc repro` first")
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        params = yaml.safe_load((ROOT / "params.yaml").read_text())
+        params["prune"]["amount"] = args.amount
+        (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        py, p = sys.executable, f"--params {tmp}/params.yaml"
+        commands = {
+            "python -c 'import torch'": "-c 'import torch, torchvision'",
+            "prune": f"stages/prune.py {p} --out {tmp}/pruned.pt --metrics {tmp}/prune.json",
+            "finetune": f"stages/finetune.py {p} --model {tmp}/pruned.pt --out {tmp}/ft.pt "
+            f"--metrics {tmp}/finetune.json --live {tmp}/live",
+            "compact": f"stages/compact.py {p} --model {tmp}/ft.pt --out {tmp}/compact.pt "
+            f"--onnx {tmp}/compact.onnx --metrics {tmp}/compact.json",
+            "evaluate": f"stages/evaluate.py {p} --model baseline=models/baseline.pt "
+            f"--model pruned={tmp}/pruned.pt --model finetuned={tmp}/ft.pt --model compact={tmp}/compact.pt "
+            f"--scores metrics/baseline.json --metrics {tmp}/evaluate.json --plots {tmp}/confusion",
+        }
+        stages = {name: [py, *shlex.split(cmd)] for name, cmd in commands.items()}
+        seconds = {name: timed(cmd) for name, cmd in stages.items()}
+        epochs = json.loads((work / "finetune.json").read_text())["seconds"]
+        scored = {
+            k: v["scored"]
+            for k, v in json.loads((work / "evaluate.json").read_text()).items()
+            if "scored" in v
+        }
+    print(
+        f"CPU: {cpu_description()}; bf16 autocast: {cpu_has_bf16()}; torch threads {torch.get_num_threads()}"
+    )
+    print(f"prune.amount={args.amount}, params.yaml otherwise; each stage a whole process, as DVC runs it")
+    print(f"{'stage':<28}{'seconds':>9}")
+    for name, s in seconds.items():
+        note = f"  (of which fine-tuning epochs {epochs:.1f} s)" if name == "finetune" else ""
+        print(f"{name:<28}{s:>9.1f}{note}")
+    loop = sum(s for name, s in seconds.items() if not name.startswith("python")) - epochs
+    print(f"{'all but the epochs':<28}{loop:>9.1f}  (target ≤ 30 s)")
+    print(f"evaluate scored: {scored}")
+    if args.noop:
+        status = subprocess.run(
+            [py, "-m", "dvc", "status", "--json"], cwd=ROOT, capture_output=True, text=True
+        )
+        if status.returncode != 0 or json.loads(status.stdout or "{}"):
+            print("no-op repro: skipped, the workspace is not up to date (`dvc status`)")
+        else:
+            runs = [timed([py, "-m", "dvc", "repro"]) for _ in range(3)]
+            print(f"no-op `dvc repro`: {', '.join(f'{r:.1f}' for r in runs)} s (target ≤ 2 s)")
+    print(
+        "reproduce: uv run python benchmarks/daily_loop.py"
+        + (f" --amount {args.amount}" if args.amount != 0.6 else "")
+    )
+
+
+if __name__ == "__main__":
+    main()

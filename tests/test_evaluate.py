@@ -1,0 +1,144 @@
+"""evaluate scores each distinct model once: a checkpoint scored before under the same settings
+keeps its score (--scores), and a compacted model's score serves its masked twin."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from prunelab.checkpoints import Checkpoint, save_checkpoint
+from prunelab.commands import compact as compact_cmd
+from prunelab.commands import evaluate as evaluate_cmd
+from prunelab.models import build_model
+from prunelab.params import PruneParams
+from prunelab.prune import prune_model
+from tests.conftest import write_params
+
+KWARGS = {"widths": [16, 32], "stem": 8}
+
+
+@pytest.fixture
+def models(tmp_path: Path, data_dir: Path) -> dict[str, Path]:
+    """baseline.pt; finetuned.pt (half of every conv's filters pruned); compact.pt, made from it
+    by the compact stage."""
+    torch.manual_seed(0)
+    net = build_model("cnn", KWARGS)
+    paths = {"baseline": tmp_path / "baseline.pt", "finetuned": tmp_path / "finetuned.pt"}
+    save_checkpoint(paths["baseline"], Checkpoint("cnn", KWARGS, net.state_dict()))
+    result = prune_model(net, PruneParams(method="ln_structured", amount=0.5, targets=["Conv2d"]))
+    save_checkpoint(paths["finetuned"], Checkpoint("cnn", KWARGS, net.state_dict(), result.masks))
+    paths["compact"] = tmp_path / "compact.pt"
+    args = ["--params", str(write_params(tmp_path / "params.yaml")), "--model", str(paths["finetuned"])]
+    args += ["--data", str(data_dir), "--out", str(paths["compact"]), "--onnx", str(tmp_path / "c.onnx")]
+    result = CliRunner().invoke(compact_cmd.app, [*args, "--metrics", str(tmp_path / "c.json")])
+    assert result.exit_code == 0, result.output
+    return paths
+
+
+def _evaluate(
+    tmp_path: Path,
+    data_dir: Path,
+    models: dict[str, Path],
+    out: str,
+    *extra: str,
+    overrides: dict | None = None,
+) -> dict:
+    params = write_params(tmp_path / "params.yaml", overrides)
+    args = ["--params", str(params), "--data", str(data_dir), "--metrics", str(tmp_path / f"{out}.json")]
+    args += ["--plots", str(tmp_path / out), *extra]
+    args += [a for name, path in models.items() for a in ("--model", f"{name}={path}")]
+    result = CliRunner().invoke(evaluate_cmd.app, args)
+    assert result.exit_code == 0, result.output
+    return json.loads((tmp_path / f"{out}.json").read_text())
+
+
+@pytest.fixture
+def scored(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The number of images evaluate scores, one entry per model it scores."""
+    calls: list[int] = []
+    real = evaluate_cmd.predict
+
+    def counting(model: torch.nn.Module, images: torch.Tensor, **kwargs: object) -> torch.Tensor:
+        calls.append(len(images))
+        return real(model, images, **kwargs)
+
+    monkeypatch.setattr(evaluate_cmd, "predict", counting)
+    return calls
+
+
+def test_the_baseline_is_scored_once_and_a_compacted_twin_shares_one_score(
+    tmp_path: Path, data_dir: Path, models: dict[str, Path], scored: list[int]
+) -> None:
+    first = _evaluate(tmp_path, data_dir, {"baseline": models["baseline"]}, "base", "--no-latency")
+    assert len(scored) == 1 and first["baseline"]["scored"] == "here"
+    assert "latency_ms_b1" not in first["baseline"] and "latency_setup" not in first
+
+    scored.clear()
+    second = _evaluate(tmp_path, data_dir, models, "all", "--scores", str(tmp_path / "base.json"))
+    assert len(scored) == 1  # only the compact model: the baseline's score is reused, the twin shares
+    assert second["baseline"]["scored"] == str(tmp_path / "base.json")
+    assert second["baseline"]["acc"] == first["baseline"]["acc"]
+    assert second["baseline"]["per_class_acc"] == first["baseline"]["per_class_acc"]
+    assert second["compact"]["scored"] == "here" and second["finetuned"]["scored"] == "as compact"
+    assert second["finetuned"]["acc"] == second["compact"]["acc"]
+    assert second["finetuned"]["macs"] > second["compact"]["macs"]  # its own size and cost, measured
+    for name in models:  # latency is measured afresh for every model, in the same rounds
+        assert second[name]["latency_ms_b8"] > 0
+    assert second["baseline"]["speedup_b8"] == 1.0
+    written = sorted(p.name for p in (tmp_path / "all").iterdir())
+    assert written == ["compact.json", "finetuned.json"]  # the baseline's plot is base's to write
+
+    # ... and scoring them apart gives the same numbers
+    scored.clear()
+    apart = _evaluate(tmp_path, data_dir, models, "apart", "--no-latency")
+    assert len(scored) == 2  # no --scores: the baseline is scored; the twins still share
+    assert apart["baseline"]["acc"] == first["baseline"]["acc"]
+    alone = _evaluate(tmp_path, data_dir, {"finetuned": models["finetuned"]}, "alone", "--no-latency")
+    assert alone["finetuned"]["scored"] == "here"
+    assert alone["finetuned"]["acc"] == pytest.approx(apart["finetuned"]["acc"], abs=0.01)
+
+
+def test_a_score_is_reused_only_for_the_same_checkpoint_and_settings(
+    tmp_path: Path, data_dir: Path, models: dict[str, Path], scored: list[int]
+) -> None:
+    base = {"baseline": models["baseline"]}
+    _evaluate(tmp_path, data_dir, base, "base", "--no-latency")
+    earlier = ("--scores", str(tmp_path / "base.json"))
+
+    scored.clear()  # another test-time augmentation: scored again
+    other = _evaluate(
+        tmp_path, data_dir, base, "tta", *earlier, "--no-latency", overrides={"evaluate": {"tta": "none"}}
+    )
+    assert len(scored) == 1 and other["baseline"]["scored"] == "here"
+    assert other["scoring"]["tta"] == "none"
+
+    scored.clear()  # another checkpoint under the name baseline: scored again
+    _evaluate(tmp_path, data_dir, {"baseline": models["finetuned"]}, "other", *earlier, "--no-latency")
+    assert len(scored) == 1
+
+    scored.clear()  # the same checkpoint under another name: reused
+    renamed = _evaluate(
+        tmp_path, data_dir, {"dense": models["baseline"]}, "renamed", *earlier, "--no-latency"
+    )
+    assert len(scored) == 0 and renamed["dense"]["scored"] == str(tmp_path / "base.json")
+
+
+def test_a_compact_model_of_another_checkpoint_is_no_twin(
+    tmp_path: Path, data_dir: Path, models: dict[str, Path], scored: list[int]
+) -> None:
+    pair = {"finetuned": models["baseline"], "compact": models["compact"]}  # compact is not baseline's
+    result = _evaluate(tmp_path, data_dir, pair, "pair", "--no-latency")
+    assert len(scored) == 2 and result["finetuned"]["scored"] == "here"
+
+
+def test_a_missing_scores_file_is_a_clear_error(
+    tmp_path: Path, data_dir: Path, models: dict[str, Path]
+) -> None:
+    params = write_params(tmp_path / "params.yaml")
+    args = ["--params", str(params), "--data", str(data_dir), "--model", f"baseline={models['baseline']}"]
+    result = CliRunner().invoke(evaluate_cmd.app, [*args, "--scores", str(tmp_path / "nope.json")])
+    assert result.exit_code == 2 and "nope.json: file not found" in result.output
