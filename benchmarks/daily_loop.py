@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -28,9 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = "data/cifar-10-batches-py"
 
 
-def timed(cmd: list[str]) -> float:
+def timed(cmd: list[str], env: dict[str, str] | None = None) -> float:
     start = time.perf_counter()
-    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env={**os.environ, **(env or {})})
     if done.returncode != 0:
         raise SystemExit(f"failed (exit {done.returncode}): {' '.join(cmd)}\n{done.stderr[-2000:]}")
     return time.perf_counter() - start
@@ -90,7 +91,14 @@ def main() -> None:
             print("no-op repro: skipped, the workspace is not up to date (`dvc status`)")
         else:
             runs = [timed([py, "-m", "dvc", "repro"]) for _ in range(3)]
-            print(f"no-op `dvc repro`: {', '.join(f'{r:.1f}' for r in runs)} s (target ≤ 2 s)")
+            print(f"no-op `dvc repro`: {', '.join(f'{r:.2f}' for r in runs)} s (target ≤ 2 s)")
+            with tempfile.TemporaryDirectory() as empty:  # as where Python may not write .pyc files
+                nopyc = {"PYTHONPYCACHEPREFIX": empty, "PYTHONDONTWRITEBYTECODE": "1"}
+                runs = [timed([py, "-m", "dvc", "repro"], nopyc) for _ in range(2)]
+                torch_s = timed([py, "-c", "import torch, torchvision"], nopyc)
+            print(
+                f"  ... without compiled bytecode: {', '.join(f'{r:.2f}' for r in runs)} s; import torch {torch_s:.1f} s"
+            )
     print(
         "reproduce: uv run python benchmarks/daily_loop.py"
         + (f" --amount {args.amount}" if args.amount != 0.6 else "")

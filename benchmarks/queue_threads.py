@@ -8,6 +8,7 @@ Each job is the real train stage (`stages/train.py`) for one epoch of a narrower
 CIFAR-10 directory, so that the whole comparison takes minutes.
 
     uv run python benchmarks/queue_threads.py [--jobs 4] [--data data/cifar-10-batches-py] [--widths 32,64,128]
+        [--skip-unshared]
 """
 
 from __future__ import annotations
@@ -66,6 +67,9 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=4)
     parser.add_argument("--data", type=Path, default=ROOT / "data/cifar-10-batches-py")
     parser.add_argument("--widths", default="32,64,128")
+    parser.add_argument(
+        "--skip-unshared", action="store_true", help="leave out every job taking all cores (the slowest mode)"
+    )
     args = parser.parse_args()
     if not (args.data / "data_batch_1").exists():
         raise SystemExit(f"--data {args.data}: no CIFAR-10 batches there; run `dvc repro fetch` first")
@@ -84,7 +88,7 @@ def main() -> None:
             ("-j 2, threads shared (default)", 2, base),
             (f"-j 2, {THREADS_ENV}={max(1, cores // 2)}", 2, {**base, THREADS_ENV: str(max(1, cores // 2))}),
             (f"-j 2, every job {cores} threads", 2, {**base, THREADS_ENV: str(cores)}),
-        ]
+        ][: 3 if args.skip_unshared else 4]
         print(
             f"{args.jobs} train stages, 1 epoch of cnn widths {args.widths}; {cpu_description()}, "
             f"{cores} cores, {'bf16 autocast' if cpu_has_bf16() else 'fp32'}",
