@@ -237,3 +237,37 @@ def test_a_removed_filters_bias_is_folded_into_the_next_layer() -> None:
     before = copy.deepcopy(pruned.state_dict())
     apply_masks(pruned, masks)  # again: the biases are zero already, nothing to fold
     assert all(torch.equal(before[k], v) for k, v in pruned.state_dict().items())
+
+
+def test_a_compact_model_pruned_and_compacted_again_keeps_both_removals(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    params = write_params(tmp_path / "params.yaml")
+    common = ["--params", str(params), "--data", str(data_dir)]
+
+    def compact_stage(source: Path, out: str) -> Path:
+        args = [
+            *common,
+            "--model",
+            str(source),
+            "--out",
+            str(tmp_path / out),
+            "--onnx",
+            str(tmp_path / "x.onnx"),
+        ]
+        result = CliRunner().invoke(compact_cmd.app, [*args, "--metrics", str(tmp_path / f"{out}.json")])
+        assert result.exit_code == 0, result.output
+        return tmp_path / out
+
+    first = load_checkpoint(compact_stage(_pruned_checkpoint(tmp_path), "first.pt"))
+    model = load_model(first, "first")
+    channels = model.conv2.out_channels
+    result = prune_model(model, PruneParams(method="ln_structured", amount=0.5, targets=["conv2"]))
+    again = tmp_path / "pruned-again.pt"
+    save_checkpoint(
+        again, Checkpoint("cnn", first.model_kwargs, model.state_dict(), result.masks, first.meta)
+    )
+    second = load_checkpoint(compact_stage(again, "second.pt"))
+    rebuilt = load_model(second, "second").eval()  # both removals replayed on a fresh dense model
+    assert rebuilt.conv2.out_channels == channels - round(0.5 * channels)
+    assert max_output_difference(model.eval(), rebuilt, IMAGES) < 1e-4

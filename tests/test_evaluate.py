@@ -142,3 +142,30 @@ def test_a_missing_scores_file_is_a_clear_error(
     args = ["--params", str(params), "--data", str(data_dir), "--model", f"baseline={models['baseline']}"]
     result = CliRunner().invoke(evaluate_cmd.app, [*args, "--scores", str(tmp_path / "nope.json")])
     assert result.exit_code == 2 and "nope.json: file not found" in result.output
+
+
+def test_a_compaction_of_a_compaction_is_scored_without_a_gap(
+    tmp_path: Path, data_dir: Path, models: dict[str, Path], scored: list[int]
+) -> None:
+    again = tmp_path / "again.pt"  # compact run on a compact checkpoint: nothing left to remove
+    args = [
+        "--params",
+        str(tmp_path / "params.yaml"),
+        "--model",
+        str(models["compact"]),
+        "--data",
+        str(data_dir),
+    ]
+    args += [
+        "--out",
+        str(again),
+        "--onnx",
+        str(tmp_path / "again.onnx"),
+        "--metrics",
+        str(tmp_path / "a.json"),
+    ]
+    assert CliRunner().invoke(compact_cmd.app, args).exit_code == 0
+    chain = {"finetuned": models["finetuned"], "compact": models["compact"], "again": again}
+    result = _evaluate(tmp_path, data_dir, chain, "chain", "--no-latency")
+    assert [result[n]["scored"] for n in chain] == ["here", "as again", "here"]
+    assert len(scored) == 2 and result["compact"]["acc"] == result["again"]["acc"]

@@ -46,7 +46,9 @@ def main(
         list[Path] | None,
         typer.Option(help="an earlier evaluate's metrics: its scores of the same checkpoints are reused"),
     ] = None,
-    latency: Annotated[bool, typer.Option(help="measure latency against the first model")] = True,
+    latency: Annotated[
+        bool, typer.Option(help="measure latency (against the model named baseline, else the first)")
+    ] = True,
 ) -> None:
     """Evaluate each NAME=CHECKPOINT on the CIFAR-10 test set. Each distinct model is scored once:
     a checkpoint scored before (--scores, same test data and settings) keeps its score, and a
@@ -70,18 +72,10 @@ def main(
         for masked, small in compacted_twins({n: c.meta for n, c in ckpts.items()}, digests).items()
         if masked not in reused and small not in reused
     }
-    results: dict[str, dict] = {}
-    confusions = {}
+    twins = {m: s for m, s in twins.items() if s not in twins}  # in a chain A → B → C, B takes C's
+    results = {name: _facts(net, named[name], digests[name]) for name, net in nets.items()}
+    confusions: dict[str, list[dict[str, str]]] = {}
     for name, net in nets.items():
-        sparsity = sparsity_report(net)
-        results[name] = {
-            "sparsity": sparsity["sparsity"],
-            "params": sparsity["params"],
-            "params_nonzero": sparsity["params_nonzero"],
-            "macs": count_macs(net),
-            **file_bytes(str(named[name])),
-            "checkpoint_sha256": digests[name],
-        }
         if name in reused:
             entry, source = reused[name]
             results[name].update(acc=entry["acc"], per_class_acc=entry["per_class_acc"], scored=source)
@@ -123,6 +117,19 @@ def main(
             outputs.write_json(plots / f"{name}.json", rows)
     _print_table(results, cfg.evaluate.latency_batch_sizes if latency else [])
     done("evaluated", metrics, plots)
+
+
+def _facts(net: torch.nn.Module, path: Path, digest: str) -> dict:
+    """What a model is, whoever scores it: sparsity, size, MACs, its checkpoint's bytes and digest."""
+    sparsity = sparsity_report(net)
+    return {
+        "sparsity": sparsity["sparsity"],
+        "params": sparsity["params"],
+        "params_nonzero": sparsity["params_nonzero"],
+        "macs": count_macs(net),
+        **file_bytes(str(path)),
+        "checkpoint_sha256": digest,
+    }
 
 
 def _parse_model_option(option: str) -> tuple[str, Path]:
