@@ -5,15 +5,21 @@ Prints, from one run:
     bf16 autocast where supported) and of a PyTorch-tutorial-style loop (DataLoader, per-sample
     PIL transforms, fp32) training the same model, and their ratio;
   - the fraction of a measured matmul peak that prunelab's step reaches;
-  - time-to-accuracy of the last `dvc repro` (from dvclive/train and metrics/train.json), if present.
+  - time-to-accuracy of the last `dvc repro` (from dvclive/train and metrics/train.json), if present;
+  - with --profile, where prunelab's step spends its time (torch.profiler, by operator).
 
     uv run python benchmarks/train_speed.py [--steps 20] [--batch-size 512] [--data data/cifar-10-batches-py]
+        [--precision auto|fp32|bf16] [--profile]
+
+Without bf16, as on an AVX2-only CPU (an emulation: oneDNN and MKL capped at AVX2):
+    ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 uv run python benchmarks/train_speed.py --precision fp32 --profile
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -26,7 +32,7 @@ from prunelab.measure import count_macs
 from prunelab.models import build_model
 from prunelab.params import Params
 
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 160)  # logs: no wrapping at 80 columns
 
 
 def matmul_peak(dtype: torch.dtype, n: int = 2048, repeat: int = 10) -> float:
@@ -39,7 +45,7 @@ def matmul_peak(dtype: torch.dtype, n: int = 2048, repeat: int = 10) -> float:
 
 
 def prunelab_step_rate(
-    model: torch.nn.Module, data: Split, batch: int, steps: int, dtype: torch.dtype
+    model: torch.nn.Module, data: Split, batch: int, steps: int, dtype: torch.dtype, profile: bool = False
 ) -> float:
     model.train().to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True)
@@ -59,7 +65,17 @@ def prunelab_step_rate(
     start = time.perf_counter()
     for i in range(steps):
         step(i)
-    return batch * steps / (time.perf_counter() - start)
+    rate = batch * steps / (time.perf_counter() - start)
+    if profile:
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            for i in range(3):
+                step(i)
+        events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+        total = sum(e.self_cpu_time_total for e in events)
+        console.print("where the step's time goes (torch.profiler, 3 steps, self CPU time):")
+        for event in events[:12]:
+            console.print(f"  {event.key:<44} {event.self_cpu_time_total / total:6.1%}")
+    return rate
 
 
 def tutorial_step_rate(model: torch.nn.Module, data: Split, batch: int, steps: int) -> float:
@@ -125,6 +141,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--data", type=Path, default=Path("data/cifar-10-batches-py"))
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
+    parser.add_argument("--profile", action="store_true", help="print the step's time by operator")
     args = parser.parse_args()
 
     defaults = Params()
@@ -137,17 +155,17 @@ def main() -> None:
         data = Split(
             torch.randint(0, 256, (10_000, 3, 32, 32), dtype=torch.uint8), torch.randint(0, 10, (10_000,))
         )
-    dtype = resolve_precision("auto", torch.device("cpu"))
+    dtype = resolve_precision(args.precision, torch.device("cpu"))
     torch.manual_seed(0)
     model = build_model(defaults.model.arch, defaults.model.kwargs)
     train_flops_per_image = 6 * count_macs(model)  # forward + backward ≈ 3 × forward, 2 FLOPs per MAC
 
-    ours = prunelab_step_rate(model, data, args.batch_size, args.steps, dtype)
+    ours = prunelab_step_rate(model, data, args.batch_size, args.steps, dtype, args.profile)
     torch.manual_seed(0)
     tutorial = tutorial_step_rate(
         build_model(defaults.model.arch, defaults.model.kwargs), data, args.batch_size, args.steps
     )
-    peak = matmul_peak(dtype)
+    peak = matmul_peak(torch.bfloat16 if dtype == torch.bfloat16 else torch.float32)
     achieved = ours * train_flops_per_image / 1e9
     name = str(dtype).removeprefix("torch.")
     console.print(
@@ -165,6 +183,7 @@ def main() -> None:
     time_to_accuracy(Path("dvclive/train"), Path("metrics/train.json"))
     console.print(
         f"reproduce: uv run python benchmarks/train_speed.py --steps {args.steps} --batch-size {args.batch_size}"
+        f" --precision {args.precision}" + (" --profile" if args.profile else "")
     )
 
 
