@@ -87,8 +87,9 @@ def main() -> None:
             ("-j 1", 1, base),
             ("-j 2, threads shared (default)", 2, base),
             (f"-j 2, {THREADS_ENV}={max(1, cores // 2)}", 2, {**base, THREADS_ENV: str(max(1, cores // 2))}),
-            (f"-j 2, every job {cores} threads", 2, {**base, THREADS_ENV: str(cores)}),
-        ][: 3 if args.skip_unshared else 4]
+        ]
+        if not args.skip_unshared:
+            modes.append((f"-j 2, every job {cores} threads", 2, {**base, THREADS_ENV: str(cores)}))
         print(
             f"{args.jobs} train stages, 1 epoch of cnn widths {args.widths}; {cpu_description()}, "
             f"{cores} cores, {'bf16 autocast' if cpu_has_bf16() else 'fp32'}",

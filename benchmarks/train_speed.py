@@ -165,7 +165,7 @@ def main() -> None:
     tutorial = tutorial_step_rate(
         build_model(defaults.model.arch, defaults.model.kwargs), data, args.batch_size, args.steps
     )
-    peak = matmul_peak(torch.bfloat16 if dtype == torch.bfloat16 else torch.float32)
+    peak = matmul_peak(dtype)
     achieved = ours * train_flops_per_image / 1e9
     name = str(dtype).removeprefix("torch.")
     console.print(

@@ -104,8 +104,9 @@ def _with_earlier_removals(ckpt: Checkpoint, removed: dict[str, list[int]]) -> d
     dense = prunable_layers(build_model(ckpt.arch, ckpt.model_kwargs))
     merged = dict(earlier)
     for name, idxs in removed.items():
-        left = [c for c in range(dense[name].weight.shape[0]) if c not in set(earlier.get(name, []))]
-        merged[name] = sorted({*earlier.get(name, []), *(left[i] for i in idxs)})
+        gone = set(earlier.get(name, []))
+        left = [c for c in range(dense[name].weight.shape[0]) if c not in gone]
+        merged[name] = sorted(gone | {left[i] for i in idxs})
     return merged
 
 
