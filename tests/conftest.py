@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from prunelab.fetch import CHECKSUMS_ENV, fetch_cifar10
+from prunelab.fetch import ARCHIVE_ENV, CHECKSUMS_ENV, fetch_cifar10
 from prunelab.synthetic import write_synthetic_archive
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,6 +20,13 @@ TINY = {
     "finetune": {"epochs": 1},
     "evaluate": {"batch_size": 200, "latency_batch_sizes": [1, 8], "latency_seconds": 0.05},
 }
+
+
+@pytest.fixture(autouse=True)
+def no_real_archive(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests fetch generated data: a PRUNELAB_CIFAR10_ARCHIVE exported for `dvc repro` (README)
+    would override their data.source."""
+    monkeypatch.delenv(ARCHIVE_ENV, raising=False)
 
 
 @pytest.fixture(scope="session")
@@ -45,6 +52,7 @@ def data_dir(synthetic: tuple[Path, Path], tmp_path_factory: pytest.TempPathFact
     archive, checksums = synthetic
     dest = tmp_path_factory.mktemp("data") / "cifar-10-batches-py"
     with pytest.MonkeyPatch.context() as mp:
+        mp.delenv(ARCHIVE_ENV, raising=False)  # session scope: before no_real_archive runs
         mp.setenv(CHECKSUMS_ENV, str(checksums))
         fetch_cifar10(str(archive), dest)
     return dest
