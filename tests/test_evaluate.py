@@ -70,8 +70,22 @@ def scored(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return calls
 
 
+@pytest.fixture
+def timed(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """The models of each latency measurement evaluate makes."""
+    calls: list[list[str]] = []
+    real = evaluate_cmd.compare_latency
+
+    def recording(models: dict, *args: object, **kwargs: object) -> dict:
+        calls.append(list(models))
+        return real(models, *args, **kwargs)
+
+    monkeypatch.setattr(evaluate_cmd, "compare_latency", recording)
+    return calls
+
+
 def test_the_baseline_is_scored_once_and_a_compacted_twin_shares_one_score(
-    tmp_path: Path, data_dir: Path, models: dict[str, Path], scored: list[int]
+    tmp_path: Path, data_dir: Path, models: dict[str, Path], scored: list[int], timed: list[list[str]]
 ) -> None:
     first = _evaluate(tmp_path, data_dir, {"baseline": models["baseline"]}, "base", "--no-latency")
     assert len(scored) == 1 and first["baseline"]["scored"] == "here"
@@ -86,9 +100,14 @@ def test_the_baseline_is_scored_once_and_a_compacted_twin_shares_one_score(
     assert second["compact"]["scored"] == "here" and second["finetuned"]["scored"] == "as compact"
     assert second["finetuned"]["acc"] == second["compact"]["acc"]
     assert second["finetuned"]["macs"] > second["compact"]["macs"]  # its own size and cost, measured
-    for name in models:  # latency is measured afresh for every model, in the same rounds
+    for name in models:  # latency is measured afresh, in the same rounds
         assert second[name]["latency_ms_b8"] > 0
     assert second["baseline"]["speedup_b8"] == 1.0
+    # ... once for the dense shapes: the masked model shares the baseline's measurement
+    assert [second[n]["latency_measured"] for n in models] == ["here", "as baseline", "here"]
+    assert second["finetuned"]["latency_ms_b8"] == second["baseline"]["latency_ms_b8"]
+    assert second["finetuned"]["speedup_b8"] == 1.0
+    assert timed == [["baseline", "compact"]] * len(timed) and timed
     written = sorted(p.name for p in (tmp_path / "all").iterdir())
     assert written == ["compact.json", "finetuned.json"]  # the baseline's plot is base's to write
 

@@ -187,6 +187,22 @@ def rebuild_compact(model: nn.Module, removed: dict[str, list[int]]) -> nn.Modul
     return model
 
 
+def all_removals(ckpt: Checkpoint, removed: dict[str, list[int]]) -> dict[str, list[int]]:
+    """This compaction's `removed` merged with the checkpoint's earlier ones, in the dense model's
+    channel numbers, which `load_model` replays at once: a compact checkpoint pruned and
+    compacted again keeps its first removals (`removed` counts only the channels they left)."""
+    earlier: dict[str, list[int]] = ckpt.meta.get("removed_channels") or {}
+    if not earlier:
+        return removed
+    dense = prunable_layers(build_model(ckpt.arch, ckpt.model_kwargs))
+    merged = dict(earlier)
+    for name, idxs in removed.items():
+        gone = set(earlier.get(name, []))
+        left = [c for c in range(dense[name].weight.shape[0]) if c not in gone]
+        merged[name] = sorted(gone | {left[i] for i in idxs})
+    return merged
+
+
 def load_model(ckpt: Checkpoint, source: str) -> nn.Module:
     """Rebuild the model a checkpoint describes, compacted shapes included, with its weights."""
     model = build_model(ckpt.arch, ckpt.model_kwargs)

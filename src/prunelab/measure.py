@@ -162,6 +162,18 @@ def compare_latency(
     return out
 
 
+def same_shapes(models: Mapping[str, nn.Module]) -> dict[str, str]:
+    """{model: the first of `models` with its exact layers and tensor shapes}. Dense kernels take
+    as long whatever the weights hold (a masked model multiplies its zeros too), so such models
+    share one latency measurement."""
+    first: dict[str, str] = {}
+    shared = {}
+    for name, model in models.items():
+        shapes = [(key, tuple(t.shape)) for key, t in model.state_dict().items()]
+        shared[name] = first.setdefault(f"{model!r}{shapes}", name)
+    return shared
+
+
 def speedups(latency_ms: Mapping[Hashable, float], reference: Hashable) -> dict[Hashable, float]:
     """Each model's speed-up against `reference`, from latencies measured in the same run."""
     return {name: round(latency_ms[reference] / ms, 3) for name, ms in latency_ms.items()}

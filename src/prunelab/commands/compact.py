@@ -10,13 +10,12 @@ import typer
 
 from prunelab.checkpoints import Checkpoint, file_digest, load_checkpoint, save_checkpoint
 from prunelab.commands import ParamsOption, done, single_command_app
-from prunelab.compact import compact, export_onnx, load_model, max_output_difference
+from prunelab.compact import all_removals, compact, export_onnx, load_model, max_output_difference
 from prunelab.data import load_split
 from prunelab.device import resolve_device
 from prunelab.errors import UserError
 from prunelab.io import staged_outputs
 from prunelab.measure import count_macs
-from prunelab.models import build_model, prunable_layers
 from prunelab.params import load_params
 
 
@@ -60,7 +59,7 @@ def main(
                 {
                     **ckpt.meta,
                     "stage": "compact",
-                    "removed_channels": _with_earlier_removals(ckpt, removed),
+                    "removed_channels": all_removals(ckpt, removed),
                     # lets evaluate score the pair once (measure.compacted_twins)
                     "compacted_from": {"sha256": file_digest(model), "max_output_difference": difference},
                 },
@@ -92,22 +91,6 @@ def main(
         onnx,
         metrics,
     )
-
-
-def _with_earlier_removals(ckpt: Checkpoint, removed: dict[str, list[int]]) -> dict[str, list[int]]:
-    """All removals in the dense model's channel numbers, which load_model replays at once: a
-    compact checkpoint pruned and compacted again keeps the first removals too (this run's
-    numbers count only the channels those left)."""
-    earlier: dict[str, list[int]] = ckpt.meta.get("removed_channels") or {}
-    if not earlier:
-        return removed
-    dense = prunable_layers(build_model(ckpt.arch, ckpt.model_kwargs))
-    merged = dict(earlier)
-    for name, idxs in removed.items():
-        gone = set(earlier.get(name, []))
-        left = [c for c in range(dense[name].weight.shape[0]) if c not in gone]
-        merged[name] = sorted(gone | {left[i] for i in idxs})
-    return merged
 
 
 app = single_command_app(main)

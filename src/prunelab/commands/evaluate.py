@@ -24,6 +24,7 @@ from prunelab.measure import (
     count_macs,
     file_bytes,
     reusable_scores,
+    same_shapes,
     scoring_setup,
     sparsity_report,
     speedups,
@@ -53,7 +54,7 @@ def main(
     """Evaluate each NAME=CHECKPOINT on the CIFAR-10 test set. Each distinct model is scored once:
     a checkpoint scored before (--scores, same test data and settings) keeps its score, and a
     compacted model's score serves the masked model it was checked against. Latency is always
-    measured afresh, all models in the same interleaved rounds."""
+    measured afresh, in interleaved rounds, once for each set of models with the same shapes."""
     cfg = load_params(params)
     named = dict(_parse_model_option(m) for m in model)
     test = load_split(data, train=False)
@@ -95,15 +96,19 @@ def main(
             acc=results[small]["acc"], per_class_acc=results[small]["per_class_acc"], scored=f"as {small}"
         )
         confusions[masked] = confusions[small]
-    # speed-ups against the baseline, else the first model, measured in the same rounds
+    # speed-ups against the baseline, else the first model, measured in the same rounds; a
+    # model with the reference's shapes (masked, not compacted) shares its measurement
     reference = "baseline" if "baseline" in nets else next(iter(nets))
+    shared = same_shapes({reference: nets[reference], **nets})
     for batch in cfg.evaluate.latency_batch_sizes if latency else []:
-        timings = compare_latency(nets, batch, dtype, cfg.evaluate.latency_seconds, device=device)
-        latency_ms = {name: timing["median_ms"] for name, timing in timings.items()}
+        measured = {name: nets[name] for name in dict.fromkeys(shared.values())}
+        timings = compare_latency(measured, batch, dtype, cfg.evaluate.latency_seconds, device=device)
+        latency_ms = {name: timings[shared[name]]["median_ms"] for name in nets}
         for name, speedup in speedups(latency_ms, reference).items():
-            results[name][f"latency_ms_b{batch}"] = timings[name]["median_ms"]
-            results[name][f"latency_iqr_ms_b{batch}"] = timings[name]["iqr_ms"]
+            results[name][f"latency_ms_b{batch}"] = latency_ms[name]
+            results[name][f"latency_iqr_ms_b{batch}"] = timings[shared[name]]["iqr_ms"]
             results[name][f"speedup_b{batch}"] = speedup
+            results[name]["latency_measured"] = "here" if shared[name] == name else f"as {shared[name]}"
     latency_setup = {
         "device": device_description(device),
         "threads": torch.get_num_threads(),
