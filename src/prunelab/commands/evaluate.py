@@ -100,8 +100,8 @@ def main(
     # model with the reference's shapes (masked, not compacted) shares its measurement
     reference = "baseline" if "baseline" in nets else next(iter(nets))
     shared = same_shapes({reference: nets[reference], **nets})
+    measured = {name: nets[name] for name in dict.fromkeys(shared.values())}
     for batch in cfg.evaluate.latency_batch_sizes if latency else []:
-        measured = {name: nets[name] for name in dict.fromkeys(shared.values())}
         timings = compare_latency(measured, batch, dtype, cfg.evaluate.latency_seconds, device=device)
         latency_ms = {name: timings[shared[name]]["median_ms"] for name in nets}
         for name, speedup in speedups(latency_ms, reference).items():
