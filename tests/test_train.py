@@ -10,7 +10,7 @@ from prunelab.models import build_model
 from prunelab.params import PruneParams, TrainParams
 from prunelab.predict import predict
 from prunelab.prune import prune_model
-from prunelab.train import EpochRecord, fit, lr_at
+from prunelab.train import EpochRecord, Lookahead, fit, lr_at
 
 CFG = TrainParams(epochs=2, batch_size=64, lr=0.05, precision="fp32")
 
@@ -57,10 +57,40 @@ def test_training_learns_and_is_deterministic(data_dir: Path) -> None:
     assert acc > 0.3  # generated classes are separable; chance is 0.1
 
 
-def test_resume_after_interruption_gives_identical_weights(data_dir: Path, tmp_path: Path) -> None:
+def test_lookahead_averages_every_fifth_step_and_ends_on_the_average() -> None:
+    model = torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    lookahead = Lookahead(model)  # average 1.0
+    with torch.no_grad():
+        model.weight.fill_(3.0)
+    lookahead.step(model, 3, 10)  # not a 5th step: nothing happens
+    assert model.weight.item() == 3.0
+    lookahead.step(model, 5, 10)
+    decay = 0.95**5 * 0.5**3
+    assert model.weight.item() == pytest.approx(decay * 1.0 + (1 - decay) * 3.0)
+    with torch.no_grad():
+        model.weight.fill_(7.0)
+    lookahead.step(model, 10, 10)  # the last step: the weights become the average, unmoved
+    assert model.weight.item() == pytest.approx(decay * 1.0 + (1 - decay) * 3.0)
+
+
+def test_lookahead_changes_training(data_dir: Path) -> None:
     train = load_split(data_dir, train=True)
+    plain, averaged = _model(), _model()
+    fit(plain, train, CFG)
+    fit(averaged, train, CFG.model_copy(update={"lookahead": True}))
+    assert not torch.equal(plain.state_dict()["fc.weight"], averaged.state_dict()["fc.weight"])
+
+
+@pytest.mark.parametrize("lookahead", [False, True], ids=["plain", "lookahead"])
+def test_resume_after_interruption_gives_identical_weights(
+    data_dir: Path, tmp_path: Path, lookahead: bool
+) -> None:
+    train = load_split(data_dir, train=True)
+    cfg = CFG.model_copy(update={"lookahead": lookahead})
     reference = _model()
-    fit(reference, train, CFG)
+    fit(reference, train, cfg)
 
     resume = tmp_path / "resume.pt"
 
@@ -69,12 +99,12 @@ def test_resume_after_interruption_gives_identical_weights(data_dir: Path, tmp_p
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        fit(_model(), train, CFG, resume_file=resume, fingerprint="x", on_epoch=crash_after_first_epoch)
+        fit(_model(), train, cfg, resume_file=resume, fingerprint="x", on_epoch=crash_after_first_epoch)
     assert resume.is_file()
     seen: list[int] = []
     resumed = _model()
     history = fit(
-        resumed, train, CFG, resume_file=resume, fingerprint="x", on_epoch=lambda r: seen.append(r.epoch)
+        resumed, train, cfg, resume_file=resume, fingerprint="x", on_epoch=lambda r: seen.append(r.epoch)
     )
     assert seen == [1, 2] and len(history) == 2  # epoch 1 replayed from the file, epoch 2 trained
     assert not resume.exists()
@@ -98,6 +128,7 @@ def test_resume_file_of_other_settings_is_ignored(data_dir: Path, tmp_path: Path
     assert [r.epoch for r in history] == [1, 2]
 
 
+@pytest.mark.parametrize("lookahead", [False, True], ids=["plain", "lookahead"])
 @pytest.mark.parametrize(
     "cfg",
     [
@@ -107,7 +138,7 @@ def test_resume_file_of_other_settings_is_ignored(data_dir: Path, tmp_path: Path
     ],
     ids=["unstructured", "structured", "global"],
 )
-def test_masks_hold_through_training(data_dir: Path, cfg: PruneParams) -> None:
+def test_masks_hold_through_training(data_dir: Path, cfg: PruneParams, lookahead: bool) -> None:
     """Momentum and weight decay must not revive pruned weights: exact zero counts before/after."""
     model = _model()
     result = prune_model(model, cfg)
@@ -116,7 +147,7 @@ def test_masks_hold_through_training(data_dir: Path, cfg: PruneParams) -> None:
     fit(
         model,
         load_split(data_dir, train=True),
-        CFG.model_copy(update={"weight_decay": 0.05}),
+        CFG.model_copy(update={"weight_decay": 0.05, "lookahead": lookahead}),
         masks=result.masks,
     )
     params = dict(model.named_parameters())

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import statistics
-from collections.abc import Hashable, Mapping, Sequence
+import time
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
-from torch.utils import benchmark
-from torch.utils.flop_counter import FlopCounterMode
 
 from prunelab.device import CPU, autocast, channels_last, dtype_name
 from prunelab.models import prunable_layers
@@ -120,11 +120,30 @@ def sparsity_report(model: nn.Module) -> dict[str, Any]:
 
 
 def count_macs(model: nn.Module) -> int:
-    """Multiply-accumulates of one 32×32 image, counted by torch.utils.flop_counter."""
-    model.eval()
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model(torch.zeros(1, 3, 32, 32))
-    return counter.get_total_flops() // 2
+    """Multiply-accumulates of one 32×32 image in the model's Conv and Linear layers, counted by
+    forward hooks as thop and ptflops do (bias adds, BatchNorm, pooling and activations are
+    not counted; neither does torch.utils.flop_counter). A dispatch-mode counter gives the same
+    total on prunelab's models but imports torch._dynamo on first use, about 0.9 s in every
+    stage process and sweep point."""
+    macs = 0
+
+    def count(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        nonlocal macs
+        if isinstance(module, nn.modules.conv._ConvNd):
+            per_output = module.in_channels // module.groups * math.prod(module.kernel_size)
+        else:
+            per_output = module.in_features
+        macs += output.numel() * per_output
+
+    layers = [m for m in model.modules() if isinstance(m, nn.modules.conv._ConvNd | nn.Linear)]
+    hooks = [m.register_forward_hook(count) for m in layers]
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, 3, 32, 32))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return macs
 
 
 def compare_latency(
@@ -138,28 +157,44 @@ def compare_latency(
     """Latency of several models on `device`, measured in interleaved rounds (each model
     `min_run_time` in all): a busy or throttling machine drifts by ±10 % over minutes, and
     interleaving makes the drift fall on every model alike, so their ratios hold. Median and
-    IQR of all blocks. torch's Timer synchronises the GPU around every timed block, so a CUDA
-    time is the kernels' time and not their launch."""
+    IQR of all timed blocks."""
     x = torch.randn(batch, 3, 32, 32, device=device).contiguous(memory_format=torch.channels_last)
     times: dict[Hashable, list[float]] = {name: [] for name in models}
     for _ in range(rounds):
         for name, model in models.items():
-
-            def forward(model: nn.Module = model) -> None:
-                with torch.no_grad(), autocast(device, dtype):
-                    model(x)
-
-            with channels_last(model.eval(), device):
-                forward()  # warm-up: oneDNN picks its kernels on the first call
-                timer = benchmark.Timer(
-                    stmt="forward()", globals={"forward": forward}, num_threads=torch.get_num_threads()
-                )
-                times[name] += timer.blocked_autorange(min_run_time=min_run_time / rounds).times
+            with channels_last(model.eval(), device), torch.no_grad(), autocast(device, dtype):
+                model(x)  # warm-up: oneDNN picks its kernels on the first call
+                times[name] += _timed_blocks(lambda model=model: model(x), min_run_time / rounds, device)
     out = {}
     for name, samples in times.items():
         q1, median, q3 = statistics.quantiles(samples, n=4) if len(samples) > 1 else samples * 3
         out[name] = {"median_ms": round(median * 1e3, 3), "iqr_ms": round((q3 - q1) * 1e3, 3)}
     return out
+
+
+def _timed_blocks(call: Callable[[], Any], budget: float, device: torch.device) -> list[float]:
+    """Seconds per call of `call`, one sample per block of calls, for `budget` seconds in all.
+    A block lasts about 10 ms (one call if a call is longer), so the timer's own cost stays
+    small; the GPU is synchronised around each block, so a CUDA time is the kernels' time and
+    not their launch. torch.utils.benchmark's blocked_autorange overshot its budget about 2×."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync()
+    start = time.perf_counter()
+    call()
+    sync()
+    once = time.perf_counter() - start
+    per_block = max(1, round(0.01 / max(once, 1e-6)))
+    samples: list[float] = []
+    spent = 0.0
+    while spent < budget or not samples:
+        start = time.perf_counter()
+        for _ in range(per_block):
+            call()
+        sync()
+        block = time.perf_counter() - start
+        samples.append(block / per_block)
+        spent += block
+    return samples
 
 
 def same_shapes(models: Mapping[str, nn.Module]) -> dict[str, str]:

@@ -143,6 +143,10 @@ class TrainParams(Section):
     instead of a coin toss per image and epoch: every image is seen both ways (airbench)."""
     warmup: Fraction = 0.2
     """Fraction of steps over which the LR ramps up linearly; it then decays linearly to 0."""
+    lookahead: bool = False
+    """airbench's look-ahead weights: every 5 steps the weights move to an exponential average
+    of their past values (weight 0.95⁵ · progress³, so late steps average most), and training
+    ends on that average. Fine-tuning uses it too."""
     val_every: Annotated[int, Field(ge=0)] = 4
     """Score the validation split after every n-th epoch and after the last (0: the last only).
     A pass costs ~3 s on a 2-core CPU, 4 % of an epoch."""
@@ -341,7 +345,7 @@ class EvaluateParams(Section):
     )
     """Batch sizes at which CPU latency is measured."""
     latency_seconds: Annotated[float, Field(gt=0)] = 1.0
-    """Minimum measuring time per model and batch size (torch.utils.benchmark), spread over
+    """Measuring time per model and batch size, in blocks of about 10 ms spread over
     interleaved rounds."""
 
 

@@ -43,6 +43,9 @@ def steps_per_epoch(images: int, batch_size: int) -> int:
     return math.ceil(images / batch_size)
 
 
+VAL_BATCH = 100
+"""Validation scoring batch: on a CPU, activations of 100 images stay in cache (docs/recipe.md)."""
+
 LRSchedule = Callable[[int, int], float]
 """(step, total steps) → learning rate."""
 
@@ -90,6 +93,29 @@ class MaskKeeper:
             buf = optimizer.state.get(param, {}).get("momentum_buffer")
             if buf is not None:
                 buf.mul_(mask)
+
+
+class Lookahead:
+    """airbench's look-ahead weights: every `EVERY` steps an exponential average of the weights
+    (and BatchNorm statistics) takes a step towards them, and the weights are set to it. Its
+    weight on the past grows as progress³, so early training runs freely and the last steps
+    average. Pruned weights stay zero: the average of zeros is zero."""
+
+    EVERY = 5
+
+    def __init__(self, model: nn.Module) -> None:
+        self.average = {k: v.detach().clone() for k, v in model.state_dict().items() if v.is_floating_point()}
+
+    @torch.no_grad()
+    def step(self, model: nn.Module, step: int, total: int) -> None:
+        """After optimizer step `step` (1-based) of `total`; the last step sets the average."""
+        if step % self.EVERY and step < total:
+            return
+        decay = 1.0 if step >= total else 0.95**self.EVERY * (step / total) ** 3
+        for name, value in model.state_dict().items():
+            if name in self.average:
+                self.average[name].lerp_(value, 1 - decay)
+                value.copy_(self.average[name])
 
 
 def pruned_weights_nonzero(model: nn.Module, masks: dict[str, torch.Tensor]) -> int:
@@ -168,6 +194,7 @@ def _fit(
     total_steps = per_epoch * cfg.epochs
     history: list[EpochRecord] = []
     start_epoch = 0
+    lookahead = Lookahead(model) if cfg.lookahead else None
     if resume_file is not None and resume_file.is_file():
         state = torch_load(resume_file)
         if state.get("fingerprint") == fingerprint:
@@ -175,6 +202,8 @@ def _fit(
             optimizer.load_state_dict(state["optimizer"])
             history = [EpochRecord(**r) for r in state["history"]]
             start_epoch = len(history)
+            if lookahead:
+                lookahead.average = {k: v.to(device) for k, v in state["lookahead"].items()}
     for record in history:
         if on_epoch:
             on_epoch(record)
@@ -218,6 +247,8 @@ def _fit(
                 optimizer.step()
                 if keeper:
                     keeper.after_step(optimizer)
+                if lookahead:
+                    lookahead.step(model, epoch * per_epoch + i + 1, total_steps)
                 loss_value = loss.item()
                 if not math.isfinite(loss_value):
                     raise UserError(
@@ -233,7 +264,7 @@ def _fit(
             last = epoch + 1 == cfg.epochs
             scheduled = cfg.val_every > 0 and (epoch + 1) % cfg.val_every == 0
             if val is not None and len(val) and (last or scheduled):
-                logits = predict(model, val.images, batch_size=1000, device=device, dtype=dtype)
+                logits = predict(model, val.images, batch_size=VAL_BATCH, device=device, dtype=dtype)
                 val_loss = nn.functional.cross_entropy(logits, val.labels).item()
                 val_acc = accuracy(logits, val.labels)
             record = EpochRecord(
@@ -258,6 +289,7 @@ def _fit(
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
                     "history": [asdict(r) for r in history],
+                    **({"lookahead": lookahead.average} if lookahead else {}),
                 }
                 with atomic_path(resume_file) as tmp:
                     torch.save(state, tmp)
