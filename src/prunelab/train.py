@@ -43,9 +43,6 @@ def steps_per_epoch(images: int, batch_size: int) -> int:
     return math.ceil(images / batch_size)
 
 
-VAL_BATCH = 100
-"""Validation scoring batch: on a CPU, activations of 100 images stay in cache (docs/recipe.md)."""
-
 LRSchedule = Callable[[int, int], float]
 """(step, total steps) → learning rate."""
 
@@ -264,7 +261,7 @@ def _fit(
             last = epoch + 1 == cfg.epochs
             scheduled = cfg.val_every > 0 and (epoch + 1) % cfg.val_every == 0
             if val is not None and len(val) and (last or scheduled):
-                logits = predict(model, val.images, batch_size=VAL_BATCH, device=device, dtype=dtype)
+                logits = predict(model, val.images, device=device, dtype=dtype)
                 val_loss = nn.functional.cross_entropy(logits, val.labels).item()
                 val_acc = accuracy(logits, val.labels)
             record = EpochRecord(
