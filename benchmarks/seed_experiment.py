@@ -1,68 +1,108 @@
-"""The seed notebook's experiment on `tutorial_cnn`: train it, then prune 40 % of conv1's filters
-by L1 norm one-shot, both as prunelab does (the pruned filter's bias folded into the next layer's
-bias, so the model equals its compacted form) and as torch.nn.utils.prune does (bias kept, as
-the notebook did).
-Test accuracy without test-time augmentation. Needs data/cifar-10-batches-py (`dvc repro fetch`).
+"""The seed notebook's experiment on `tutorial_cnn`, over several seeds: train the seed
+profile's recipe (or a variant of it), then prune 40 % of conv1's filters by L1 norm one-shot,
+as prunelab does (the pruned filter's bias folded into the next layer's bias, so the model
+equals its compacted form) and as torch.nn.utils.prune does (bias kept, as the notebook did).
+Test accuracy without test-time augmentation, as the notebook scored; the cost in points per
+seed, then mean ± std. Seeded as the train stage seeds, so `dvc exp run` with the same params
+on the same kind of machine gives the same baseline. Runs where `train.device` says (auto: a
+GPU where present). Needs data/cifar-10-batches-py (`dvc repro fetch`).
 
-    uv run python benchmarks/seed_experiment.py LR EPOCHS WEIGHT_DECAY LABEL_SMOOTHING WIDTHS
-    uv run python benchmarks/seed_experiment.py 0.05 25 0.003 0.2 64,64,128   # the seed profile
+    uv run python benchmarks/seed_experiment.py [--seeds 0,1,2,3] [KEY=VALUE ...]
+    uv run python benchmarks/seed_experiment.py --seeds 0,1,2,3          # the seed profile
+    uv run python benchmarks/seed_experiment.py train.epochs=50 'model.kwargs.widths=[96, 64, 128]'
+
+KEY=VALUE sets a params key (values read as YAML) on top of the seed profile below.
 """
 
+import contextlib
 import copy
+import statistics
 import sys
 import time
 
 import torch
 import torch.nn.utils.prune as tprune
+import yaml
 
 from prunelab.data import load_split, split_validation
-from prunelab.device import cpu_description
+from prunelab.device import device_description, resolve_device, resolve_precision
 from prunelab.models import build_model
 from prunelab.params import parse_params
-from prunelab.predict import accuracy, predict
+from prunelab.predict import split_accuracy
 from prunelab.prune import prune_model
+from prunelab.threads import cpu_share
 from prunelab.train import fit
 
-lr, epochs, wd, ls = float(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
-widths = [int(w) for w in sys.argv[5].split(",")]
-p = parse_params(
-    {
-        "model": {"arch": "tutorial_cnn", "kwargs": {"widths": widths}},
-        "train": {"lr": lr, "epochs": epochs, "whiten": False, "weight_decay": wd, "label_smoothing": ls},
-    }
-)
-data = "data/cifar-10-batches-py"
-tr, va = split_validation(load_split(data, train=True), 5000, 0)
-test = load_split(data, train=False)
-torch.manual_seed(0)
-m = build_model("tutorial_cnn", {"widths": widths})
-t = time.time()
-fit(m, tr, p.train)
-print(
-    "train s",
-    round(time.time() - t, 1),
-    f"({cpu_description()}, {torch.get_num_threads()} threads, train.precision auto)",
-    flush=True,
-)
-dev = torch.device("cpu")
+SEED_PROFILE = {
+    "model": {"arch": "tutorial_cnn", "kwargs": {"widths": [64, 64, 128]}},
+    "train": {"lr": 0.05, "epochs": 25, "weight_decay": 0.005, "whiten": False},
+}
+DATA = "data/cifar-10-batches-py"
 
 
-def acc(net, tta="none"):
-    return round(
-        accuracy(
-            predict(net, test.images, batch_size=1000, device=dev, dtype=torch.float32, tta=tta), test.labels
-        ),
-        4,
+def with_overrides(base: dict, assignments: list[str]) -> dict:
+    tree = copy.deepcopy(base)
+    for assignment in assignments:
+        key, sep, value = assignment.partition("=")
+        if not sep:
+            sys.exit(f"{assignment!r}: give KEY=VALUE, for example train.epochs=50")
+        *parents, leaf = key.split(".")
+        node = tree
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(value)
+    return tree
+
+
+args = sys.argv[1:]
+seeds = [0, 1, 2, 3]
+if args[:1] == ["--seeds"]:
+    seeds = [int(s) for s in args[1].split(",")]
+    args = args[2:]
+tree = with_overrides(SEED_PROFILE, args)
+params = parse_params(tree)
+train, _ = split_validation(load_split(DATA, train=True), params.data.val_size, params.data.split_seed)
+test = load_split(DATA, train=False)
+device = resolve_device(params.train.device)
+dtype = resolve_precision(params.train.precision, device)
+# Registered as a running stage for the process's life, as the stages are: PRUNELAB_THREADS, or
+# this process's share of the cores when several run side by side.
+contextlib.ExitStack().enter_context(cpu_share())
+print(f"{device_description(device)}, {torch.get_num_threads()} threads, {dtype}; params {tree}", flush=True)
+
+
+def test_acc(model: torch.nn.Module) -> float:
+    return split_accuracy(model, test, batch_size=1000, device=device, dtype=torch.float32)
+
+
+costs, torch_costs = [], []
+for seed in seeds:
+    cfg = params.train.model_copy(update={"seed": seed})
+    torch.manual_seed(seed)
+    model = build_model(params.model.arch, params.model.kwargs)
+    started = time.perf_counter()
+    fit(model, train, cfg, label=f"seed {seed}")
+    seconds = time.perf_counter() - started
+    base = test_acc(model)
+    ours = copy.deepcopy(model)
+    prune_model(
+        ours, params.prune.model_copy(update={"method": "ln_structured", "amount": 0.4, "targets": ["conv1"]})
     )
-
-
-print("test acc", acc(m), flush=True)
-q = copy.deepcopy(m)
-prune_model(q, p.prune.model_copy(update={"method": "ln_structured", "amount": 0.4, "targets": ["conv1"]}))
-print("prunelab ln_structured 40% conv1 (pruned filters' biases folded into conv2):", acc(q))
-q = copy.deepcopy(m)
-tprune.ln_structured(q.conv1, "weight", amount=0.4, n=1, dim=0)
-print("torch tutorial ln_structured 40% conv1 (bias kept):", acc(q))
-norms = m.conv1.weight.detach().abs().sum((1, 2, 3))
-print("conv1 L1 norms sorted", [round(x, 2) for x in norms.sort().values.tolist()])
-print("reproduce: uv run python benchmarks/seed_experiment.py " + " ".join(sys.argv[1:]))
+    theirs = copy.deepcopy(model)
+    tprune.ln_structured(theirs.conv1, "weight", amount=0.4, n=1, dim=0)
+    pruned, torch_pruned = test_acc(ours), test_acc(theirs)
+    costs.append(100 * (base - pruned))
+    torch_costs.append(100 * (base - torch_pruned))
+    norms = model.conv1.weight.detach().abs().sum((1, 2, 3)).sort().values
+    print(
+        f"seed {seed}: baseline {base:.4f}, prunelab pruned {pruned:.4f} ({-costs[-1]:+.2f}), "
+        f"torch pruned {torch_pruned:.4f} ({-torch_costs[-1]:+.2f}); trained in {seconds:.0f} s; "
+        f"conv1 L1 norms {norms[0]:.2f}..{norms[-1]:.2f}",
+        flush=True,
+    )
+if len(seeds) > 1:
+    for name, values in (("prunelab", costs), ("torch", torch_costs)):
+        print(
+            f"{name} cost over {len(seeds)} seeds: {statistics.mean(values):.2f} ± {statistics.stdev(values):.2f} points"
+        )
+print("reproduce: uv run python benchmarks/seed_experiment.py --seeds", ",".join(map(str, seeds)), *args)

@@ -98,6 +98,9 @@ def test_resolve_device_claims_one_gpu_per_process(tmp_path: Path, monkeypatch: 
     monkeypatch.setattr(torch.cuda, "set_device", selected.append)
     monkeypatch.setenv(LOCK_DIR_ENV, str(tmp_path))
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", False)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)
     # another process already holds device 0
     holder, line = hold_in_subprocess(2, tmp_path)
     prunelab.device._gpu_claim.cache_clear()
@@ -106,6 +109,9 @@ def test_resolve_device_claims_one_gpu_per_process(tmp_path: Path, monkeypatch: 
         assert prunelab.device.resolve_device("auto") == torch.device("cuda", 1)
         assert prunelab.device.resolve_device("cuda") == torch.device("cuda", 1)  # claimed once
         assert selected == [1]
+        # same params, same GPU kind, same numbers: deterministic cuDNN and cuBLAS kernels
+        assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
         assert prunelab.device.resolve_device("cpu") == torch.device("cpu")
     finally:
         prunelab.device._gpu_claim.cache_clear()

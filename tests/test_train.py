@@ -6,11 +6,12 @@ import pytest
 import torch
 
 from prunelab.data import load_split, random_crop_flip
+from prunelab.device import channels_last
 from prunelab.models import build_model
 from prunelab.params import PruneParams, TrainParams
 from prunelab.predict import predict
 from prunelab.prune import prune_model
-from prunelab.train import EpochRecord, Lookahead, fit, lr_at
+from prunelab.train import EpochRecord, Lookahead, MaskKeeper, fit, lr_at
 
 CFG = TrainParams(epochs=2, batch_size=64, lr=0.05, precision="fp32")
 
@@ -154,3 +155,21 @@ def test_masks_hold_through_training(data_dir: Path, cfg: PruneParams, lookahead
     after = {name: int((params[name] == 0).sum()) for name in result.targeted}
     assert after == before
     assert all(bool((params[n][~m] == 0).all()) for n, m in result.masks.items())
+
+
+def test_scoring_inside_training_leaves_the_model_where_it_trains() -> None:
+    """predict (validation during fit) hands the model back on the device it found it on: on a
+    GPU, moving it to the CPU mid-training broke the next step. Shown with the meta device,
+    which a CPU-only machine has too."""
+    model = build_model("tutorial_cnn", {"widths": [4]}).to("meta")
+    with channels_last(model, torch.device("meta")):
+        pass
+    assert next(model.parameters()).device.type == "meta"
+
+
+def test_held_masks_follow_the_parameters_device() -> None:
+    """Pruning makes masks on the CPU; fine-tuning on a GPU must hold them there (meta stands in
+    for the GPU)."""
+    model = build_model("tutorial_cnn", {"widths": [4]}).to("meta")
+    keeper = MaskKeeper(model, {"conv1.weight": torch.ones(4, 3, 3, 3, dtype=torch.bool)})
+    assert [mask.device.type for _, mask in keeper.pairs] == ["meta"]

@@ -7,6 +7,7 @@ autocast and on channels_last.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -61,6 +62,11 @@ def _gpu_claim() -> Claim:
     every stage in the process uses the same GPU."""
     claim = claim_device(torch.cuda.device_count())
     torch.cuda.set_device(claim.index)
+    # Same params, same machine kind, same numbers: cuDNN and cuBLAS pick deterministic
+    # kernels (cuBLAS reads its workspace setting when its first handle is made, after this).
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
     return claim
 
 
@@ -94,8 +100,10 @@ def autocast(device: torch.device, dtype: torch.dtype) -> torch.autocast:
 @contextlib.contextmanager
 def channels_last(model: nn.Module, device: torch.device) -> Iterator[nn.Module]:
     """Run `model` on `device` in channels_last (fast convs on CPU and GPU), then give it back
-    in the layout it came in: pruning code flattens weights with .view(), which needs it."""
+    on the device and in the layout it came in: pruning code flattens weights with .view(),
+    which needs it, and scoring inside a training loop on a GPU must leave the model there."""
     weights = [p for p in model.parameters() if p.dim() == 4]
+    home = next(model.parameters(), torch.empty(0)).device
     was_channels_last = (
         bool(weights)
         and weights[0].is_contiguous(memory_format=torch.channels_last)
@@ -105,6 +113,4 @@ def channels_last(model: nn.Module, device: torch.device) -> Iterator[nn.Module]
     try:
         yield model
     finally:
-        model.to("cpu").to(
-            memory_format=torch.channels_last if was_channels_last else torch.contiguous_format
-        )
+        model.to(home).to(memory_format=torch.channels_last if was_channels_last else torch.contiguous_format)

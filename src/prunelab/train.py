@@ -76,7 +76,10 @@ class MaskKeeper:
 
     def __init__(self, model: nn.Module, masks: dict[str, torch.Tensor]) -> None:
         params = dict(model.named_parameters())
-        self.pairs = [(params[name], mask.to(params[name].dtype)) for name, mask in masks.items()]
+        # masks come from pruning on the CPU; the model may already be on a GPU
+        self.pairs = [
+            (params[name], mask.to(params[name].device, params[name].dtype)) for name, mask in masks.items()
+        ]
 
     def before_step(self) -> None:
         for param, mask in self.pairs:
