@@ -14,7 +14,6 @@ GPU where present). Needs data/cifar-10-batches-py (`dvc repro fetch`).
 KEY=VALUE sets a params key (values read as YAML) on top of the seed profile below.
 """
 
-import contextlib
 import copy
 import statistics
 import sys
@@ -54,55 +53,59 @@ def with_overrides(base: dict, assignments: list[str]) -> dict:
     return tree
 
 
-args = sys.argv[1:]
-seeds = [0, 1, 2, 3]
-if args[:1] == ["--seeds"]:
-    seeds = [int(s) for s in args[1].split(",")]
-    args = args[2:]
-tree = with_overrides(SEED_PROFILE, args)
-params = parse_params(tree)
-train, _ = split_validation(load_split(DATA, train=True), params.data.val_size, params.data.split_seed)
-test = load_split(DATA, train=False)
-device = resolve_device(params.train.device)
-dtype = resolve_precision(params.train.precision, device)
-# Registered as a running stage for the process's life, as the stages are: PRUNELAB_THREADS, or
-# this process's share of the cores when several run side by side.
-contextlib.ExitStack().enter_context(cpu_share())
-print(f"{device_description(device)}, {torch.get_num_threads()} threads, {dtype}; params {tree}", flush=True)
-
-
-def test_acc(model: torch.nn.Module) -> float:
-    return split_accuracy(model, test, batch_size=1000, device=device, dtype=torch.float32)
-
-
-costs, torch_costs = [], []
-for seed in seeds:
-    cfg = params.train.model_copy(update={"seed": seed})
-    torch.manual_seed(seed)
-    model = build_model(params.model.arch, params.model.kwargs)
-    started = time.perf_counter()
-    fit(model, train, cfg, label=f"seed {seed}")
-    seconds = time.perf_counter() - started
-    base = test_acc(model)
-    ours = copy.deepcopy(model)
-    prune_model(
-        ours, params.prune.model_copy(update={"method": "ln_structured", "amount": 0.4, "targets": ["conv1"]})
-    )
-    theirs = copy.deepcopy(model)
-    tprune.ln_structured(theirs.conv1, "weight", amount=0.4, n=1, dim=0)
-    pruned, torch_pruned = test_acc(ours), test_acc(theirs)
-    costs.append(100 * (base - pruned))
-    torch_costs.append(100 * (base - torch_pruned))
-    norms = model.conv1.weight.detach().abs().sum((1, 2, 3)).sort().values
+def main(seeds: list[int], args: list[str]) -> None:
+    tree = with_overrides(SEED_PROFILE, args)
+    params = parse_params(tree)
+    train, _ = split_validation(load_split(DATA, train=True), params.data.val_size, params.data.split_seed)
+    test = load_split(DATA, train=False)
+    device = resolve_device(params.train.device)
+    dtype = resolve_precision(params.train.precision, device)
     print(
-        f"seed {seed}: baseline {base:.4f}, prunelab pruned {pruned:.4f} ({-costs[-1]:+.2f}), "
-        f"torch pruned {torch_pruned:.4f} ({-torch_costs[-1]:+.2f}); trained in {seconds:.0f} s; "
-        f"conv1 L1 norms {norms[0]:.2f}..{norms[-1]:.2f}",
-        flush=True,
+        f"{device_description(device)}, {torch.get_num_threads()} threads, {dtype}; params {tree}", flush=True
     )
-if len(seeds) > 1:
-    for name, values in (("prunelab", costs), ("torch", torch_costs)):
-        print(
-            f"{name} cost over {len(seeds)} seeds: {statistics.mean(values):.2f} ± {statistics.stdev(values):.2f} points"
+
+    def test_acc(model: torch.nn.Module) -> float:
+        return split_accuracy(model, test, batch_size=1000, device=device, dtype=torch.float32)
+
+    costs, torch_costs = [], []
+    for seed in seeds:
+        cfg = params.train.model_copy(update={"seed": seed})
+        torch.manual_seed(seed)
+        model = build_model(params.model.arch, params.model.kwargs)
+        started = time.perf_counter()
+        fit(model, train, cfg, label=f"seed {seed}")
+        seconds = time.perf_counter() - started
+        base = test_acc(model)
+        ours = copy.deepcopy(model)
+        prune_model(
+            ours,
+            params.prune.model_copy(update={"method": "ln_structured", "amount": 0.4, "targets": ["conv1"]}),
         )
-print("reproduce: uv run python benchmarks/seed_experiment.py --seeds", ",".join(map(str, seeds)), *args)
+        theirs = copy.deepcopy(model)
+        tprune.ln_structured(theirs.conv1, "weight", amount=0.4, n=1, dim=0)
+        pruned, torch_pruned = test_acc(ours), test_acc(theirs)
+        costs.append(100 * (base - pruned))
+        torch_costs.append(100 * (base - torch_pruned))
+        norms = model.conv1.weight.detach().abs().sum((1, 2, 3)).sort().values
+        print(
+            f"seed {seed}: baseline {base:.4f}, prunelab pruned {pruned:.4f} ({-costs[-1]:+.2f}), "
+            f"torch pruned {torch_pruned:.4f} ({-torch_costs[-1]:+.2f}); trained in {seconds:.0f} s; "
+            f"conv1 L1 norms {norms[0]:.2f}..{norms[-1]:.2f}",
+            flush=True,
+        )
+    if len(seeds) > 1:
+        for name, values in (("prunelab", costs), ("torch", torch_costs)):
+            mean, std = statistics.mean(values), statistics.stdev(values)
+            print(f"{name} cost over {len(seeds)} seeds: {mean:.2f} ± {std:.2f} points")
+    print("reproduce: uv run python benchmarks/seed_experiment.py --seeds", ",".join(map(str, seeds)), *args)
+
+
+if __name__ == "__main__":
+    argv = sys.argv[1:]
+    seed_list = [0, 1, 2, 3]
+    if argv[:1] == ["--seeds"]:
+        seed_list, argv = [int(s) for s in argv[1].split(",")], argv[2:]
+    # Registered as a running stage while it runs, as the stages are: PRUNELAB_THREADS, or this
+    # process's share of the cores when several run side by side.
+    with cpu_share():
+        main(seed_list, argv)
