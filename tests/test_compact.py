@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from prunelab.checkpoints import Checkpoint, load_checkpoint, save_checkpoint
 from prunelab.commands import compact as compact_cmd
-from prunelab.compact import compact, load_model, max_output_difference
+from prunelab.compact import compact, compacted_copy, load_model, max_output_difference
 from prunelab.models import build_model
 from prunelab.params import PruneParams
 from prunelab.prune import apply_masks, prune_model
@@ -67,6 +67,18 @@ def test_unstructured_pruning_removes_nothing() -> None:
     masked = _trained_like("cnn", {"widths": [16, 32], "stem": 8})
     prune_model(masked, PruneParams(method="l1_unstructured", amount=0.5, targets=["all"]))
     assert compact(copy.deepcopy(masked)) == {}
+
+
+def test_a_compacted_copy_stands_in_only_where_it_computes_the_same() -> None:
+    masked = _trained_like("cnn", {"widths": [16, 32], "stem": 10})
+    assert compacted_copy(masked, IMAGES, 1e-3) is None  # nothing to remove
+    prune_model(masked, PruneParams())
+    small = compacted_copy(masked, IMAGES, 1e-3)
+    assert small is not None and small.conv1.out_channels == 6 and masked.conv1.out_channels == 10
+    assert compacted_copy(masked, IMAGES, -1.0) is None  # outputs differ beyond the tolerance
+    unstructured = _trained_like("cnn", {"widths": [16, 32], "stem": 8})
+    prune_model(unstructured, PruneParams(method="l1_unstructured", amount=0.5, targets=["all"]))
+    assert compacted_copy(unstructured, IMAGES, 1e-3) is None
 
 
 def _pruned_checkpoint(tmp_path: Path, couple: bool = True) -> Path:

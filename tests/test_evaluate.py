@@ -117,8 +117,31 @@ def test_the_baseline_is_scored_once_and_a_compacted_twin_shares_one_score(
     assert len(scored) == 2  # no --scores: the baseline is scored; the twins still share
     assert apart["baseline"]["acc"] == first["baseline"]["acc"]
     alone = _evaluate(tmp_path, data_dir, {"finetuned": models["finetuned"]}, "alone", "--no-latency")
-    assert alone["finetuned"]["scored"] == "here"
+    assert alone["finetuned"]["scored"] == "here, compacted"  # see the next test
     assert alone["finetuned"]["acc"] == pytest.approx(apart["finetuned"]["acc"], abs=0.01)
+
+
+def test_a_masked_model_is_scored_in_its_compacted_form(
+    tmp_path: Path, data_dir: Path, models: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    params_seen: list[int] = []
+    real = evaluate_cmd.predict
+
+    def recording(model: torch.nn.Module, images: torch.Tensor, **kwargs: object) -> torch.Tensor:
+        params_seen.append(sum(p.numel() for p in model.parameters()))
+        return real(model, images, **kwargs)
+
+    monkeypatch.setattr(evaluate_cmd, "predict", recording)
+    result = _evaluate(tmp_path, data_dir, {"finetuned": models["finetuned"]}, "m", "--no-latency")
+    dense = sum(p.numel() for p in build_model("cnn", KWARGS).parameters())
+    assert result["finetuned"]["scored"] == "here, compacted" and params_seen[0] < dense / 2
+    assert result["finetuned"]["params"] == dense  # what it is, as the checkpoint holds it
+    # where compaction would change the outputs beyond compact.tolerance, it is scored as it is
+    monkeypatch.setattr(evaluate_cmd, "compacted_copy", lambda *args: None)
+    params_seen.clear()
+    plain = _evaluate(tmp_path, data_dir, {"finetuned": models["finetuned"]}, "p", "--no-latency")
+    assert plain["finetuned"]["scored"] == "here" and params_seen == [dense]
+    assert plain["finetuned"]["acc"] == pytest.approx(result["finetuned"]["acc"], abs=0.01)
 
 
 def test_a_score_is_reused_only_for_the_same_checkpoint_and_settings(
@@ -186,5 +209,5 @@ def test_a_compaction_of_a_compaction_is_scored_without_a_gap(
     assert CliRunner().invoke(compact_cmd.app, args).exit_code == 0
     chain = {"finetuned": models["finetuned"], "compact": models["compact"], "again": again}
     result = _evaluate(tmp_path, data_dir, chain, "chain", "--no-latency")
-    assert [result[n]["scored"] for n in chain] == ["here", "as again", "here"]
+    assert [result[n]["scored"] for n in chain] == ["here, compacted", "as again", "here"]
     assert len(scored) == 2 and result["compact"]["acc"] == result["again"]["acc"]

@@ -81,6 +81,12 @@ def test_local_scope_prunes_the_same_fraction_of_every_group_and_compacts_exactl
     assert count_macs(small) < count_macs(make())
 
 
+def test_bn_scale_criterion_refuses_a_model_whose_scales_are_all_equal() -> None:
+    model = make()  # untrained, as after train.bn_scale: false: every scale is 1
+    with pytest.raises(UserError, match=r"prune.method = 'group_bn_scale'.*train.bn_scale"):
+        prune_model(model, PruneParams(method="group_bn_scale", amount=0.5, targets=["Conv2d"]))
+
+
 def test_global_scope_gives_non_uniform_ratios_at_the_exact_total() -> None:
     model = make()
     with torch.no_grad():  # conv4: 4 channels that matter, 28 that hardly do, in their whole group

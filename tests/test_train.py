@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from prunelab.data import load_split, random_crop_flip
+from prunelab.data import Split, load_split, random_crop_flip
 from prunelab.device import channels_last
 from prunelab.models import build_model
 from prunelab.params import PruneParams, TrainParams
@@ -173,3 +173,42 @@ def test_held_masks_follow_the_parameters_device() -> None:
     model = build_model("tutorial_cnn", {"widths": [4]}).to("meta")
     keeper = MaskKeeper(model, {"conv1.weight": torch.ones(4, 3, 3, 3, dtype=torch.bool)})
     assert [mask.device.type for _, mask in keeper.pairs] == ["meta"]
+
+
+def _one_plain_step(
+    images: torch.Tensor, labels: torch.Tensor, **recipe: float
+) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """The model before and after one full-batch SGD step without momentum or decay."""
+    before = _model()
+    after = _model()
+    cfg = TrainParams(
+        epochs=1, batch_size=len(images), lr=0.05, momentum=0, weight_decay=0, warmup=0,
+        translate=0, alternating_flip=False, precision="fp32", **recipe,
+    )  # fmt: skip
+    fit(after, Split(images, labels), cfg)
+    return before, after
+
+
+def test_bias_lr_scale_multiplies_the_step_of_batchnorm_biases_only() -> None:
+    images = torch.randint(0, 256, (32, 3, 32, 32), dtype=torch.uint8)
+    labels = torch.randint(0, 10, (32,))
+    before, plain = _one_plain_step(images, labels)
+    _, scaled = _one_plain_step(images, labels, bias_lr_scale=64.0)
+    start, one, many = before.state_dict(), plain.state_dict(), scaled.state_dict()
+    assert not torch.equal(one["bn1.bias"], start["bn1.bias"])
+    for name in start:
+        if name.startswith("bn") and name.endswith(".bias"):
+            torch.testing.assert_close(many[name] - start[name], 64 * (one[name] - start[name]))
+        elif start[name].is_floating_point() and "running" not in name:
+            torch.testing.assert_close(many[name], one[name], msg=name)  # same first step elsewhere
+
+
+def test_bn_scale_false_keeps_scales_at_one_while_the_rest_trains(data_dir: Path) -> None:
+    model = _model()
+    fit(model, load_split(data_dir, train=True), CFG.model_copy(update={"bn_scale": False}))
+    scales = [m.weight for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    biases = [m.bias for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert scales and all(torch.equal(s, torch.ones_like(s)) for s in scales)
+    assert any(b.abs().sum() > 0 for b in biases)
+    # afterwards they take gradients again: gradient-based pruning criteria read them
+    assert all(s.requires_grad for s in scales)

@@ -74,6 +74,8 @@ def channel_masks(
                 "images, which this command does not load; use another method here"
             )
         gradients(probe)  # on the probe: the masked model's gradients are those of its weights
+    if isinstance(importance, tp.importance.BNScaleImportance):
+        _check_scales_differ(probe, cfg.method)
     names = {module: name for name, module in probe.named_modules()}
     graph = dependency_graph(probe)
     classifier = [m for m in probe.modules() if isinstance(m, nn.Linear)]  # its outputs are classes
@@ -101,6 +103,17 @@ def channel_masks(
             if drop:
                 keep[list(idxs)] = False
     return masks
+
+
+def _check_scales_differ(model: nn.Module, method: str) -> None:
+    scales = [m.weight.detach().flatten() for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    if scales and torch.cat(scales).unique().numel() == 1:
+        raise UserError(
+            f"prune.method = '{method}': every BatchNorm scale of this model is "
+            f"{scales[0][0].item():g}, so the criterion cannot rank channels (was it trained with "
+            "train.bn_scale: false, or not at all?); use another criterion, or train with "
+            "train.bn_scale: true"
+        )
 
 
 def needs_gradients(importance: tp.importance.Importance) -> bool:

@@ -143,6 +143,13 @@ class TrainParams(Section):
     instead of a coin toss per image and epoch: every image is seen both ways (airbench)."""
     warmup: Fraction = 0.2
     """Fraction of steps over which the LR ramps up linearly; it then decays linearly to 0."""
+    bn_scale: bool = True
+    """Train the BatchNorm scales. `false` keeps them at 1, as airbench does; with fast biases
+    (bias_lr_scale) that trains better in few epochs (docs/recipe.md). Then the
+    `group_bn_scale` criterion has nothing to rank: every scale is 1."""
+    bias_lr_scale: Annotated[float, Field(gt=0)] = 1.0
+    """Learning rate of the BatchNorm biases, as a multiple of the schedule's (airbench: 64).
+    They get no weight decay, as the other biases and the BatchNorm scales."""
     lookahead: bool = False
     """airbench's look-ahead weights: every 5 steps the weights move to an exponential average
     of their past values (weight 0.95⁵ · progress³, so late steps average most), and training

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -56,18 +57,43 @@ def lr_at(step: int, total: int, peak: float, warmup: float) -> float:
 
 
 def make_optimizer(model: nn.Module, cfg: TrainParams) -> torch.optim.SGD:
+    """SGD over the parameters that train. Each group's `lr_scale` multiplies the schedule's
+    learning rate (fit applies it), so BatchNorm biases can learn faster (train.bias_lr_scale)."""
+    norm_biases = {id(m.bias) for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)}
+    trained = [p for p in model.parameters() if p.requires_grad]
+    weights = [p for p in trained if p.ndim > 1]
+    biases = [p for p in trained if p.ndim <= 1 and id(p) in norm_biases]
+    others = [p for p in trained if p.ndim <= 1 and id(p) not in norm_biases]
     # No weight decay on BN parameters and biases: it only fights their scale.
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    groups = [
+        {"params": weights, "weight_decay": cfg.weight_decay, "lr_scale": 1.0},
+        {"params": others, "weight_decay": 0.0, "lr_scale": 1.0},
+        {"params": biases, "weight_decay": 0.0, "lr_scale": cfg.bias_lr_scale},
+    ]
     return torch.optim.SGD(
-        [
-            {"params": decay, "weight_decay": cfg.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
+        [g for g in groups if g["params"]],
         lr=cfg.lr,
         momentum=cfg.momentum,
         nesterov=cfg.nesterov and cfg.momentum > 0,
     )
+
+
+@contextmanager
+def bn_scales_frozen(model: nn.Module, frozen: bool) -> Iterator[None]:
+    """train.bn_scale false: BatchNorm scales stay as they are (1 from init) while training;
+    afterwards they take gradients again (gradient-based pruning criteria read them)."""
+    scales = [
+        m.weight
+        for m in model.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.weight is not None and m.weight.requires_grad
+    ]
+    for scale in scales if frozen else []:
+        scale.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for scale in scales:
+            scale.requires_grad_(True)
 
 
 class MaskKeeper:
@@ -166,7 +192,7 @@ def fit(
     """
     device = resolve_device(cfg.device)
     dtype = resolve_precision(cfg.precision, device)
-    with channels_last(model, device):
+    with channels_last(model, device), bn_scales_frozen(model, not cfg.bn_scale):
         schedule = lr_schedule or (lambda step, total: lr_at(step, total, cfg.lr, cfg.warmup))
         return _fit(
             model, train, cfg, device, dtype, val, masks, resume_file, fingerprint, on_epoch, label, schedule
@@ -236,7 +262,7 @@ def _fit(
                 y = train.labels[idx].to(device, non_blocking=True)
                 lr = lr_schedule(epoch * per_epoch + i, total_steps)
                 for group in optimizer.param_groups:
-                    group["lr"] = lr
+                    group["lr"] = lr * group.get("lr_scale", 1.0)
                 with autocast(device, dtype):
                     logits = model(x)
                     loss = loss_fn(logits.float(), y)
