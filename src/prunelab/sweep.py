@@ -95,9 +95,14 @@ def score_point(
         )
 
     def recovered(net: nn.Module, result: PruneResult, recoveries: list[str], seed: int) -> dict[str, float]:
+        # Untrained recoveries start from the compacted form, compacted once (the same function
+        # for fewer MACs); training recoveries need the dense-shaped net and its masks.
+        untrained = channels and any(r not in TRAINED for r in recoveries)
+        small = compacted_copy(net, val.images[:64], params.compact.tolerance, device) if untrained else None
+        start = {r: net if r in TRAINED else small or net for r in recoveries}
         return {
-            recovery: score(recover(net, result, pruning.unit, recovery, params, train, seed, device, dtype))
-            for recovery in recoveries
+            r: score(recover(start[r], result, pruning.unit, r, params, train, seed, device, dtype))
+            for r in recoveries
         }
 
     accs: dict[str, dict[int, float]] = {recovery: {} for recovery in sweep.recovery}
@@ -169,9 +174,6 @@ def recover(
         return train_from_scratch(net, result, unit, train, params, seed=params.train.seed + seed)
     model = copy.deepcopy(net)
     if recovery == "bn_recalibration":
-        # the compacted form has the same statistics in its kept channels, for fewer MACs
-        if unit == "channel" and params.prune.dim == 0:
-            model = compacted_copy(net, train.images[:64], params.compact.tolerance, device) or model
         images = train.images[: sweep.recalibration_images]
         recalibrate_batchnorm(
             model, images, batch_size=params.evaluate.batch_size, device=device, dtype=dtype
