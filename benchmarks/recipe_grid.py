@@ -27,6 +27,7 @@ import math
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -330,7 +331,8 @@ def main() -> None:
         base = [sys.executable, __file__, *sys.argv[1:]]
         procs = [
             subprocess.Popen(
-                [*base, "--worker", str(i)], env={**os.environ, "PRUNELAB_LOCK_DIR": f"/tmp/grid-lk{i}"}
+                [*base, "--worker", str(i)],
+                env={**os.environ, "PRUNELAB_LOCK_DIR": str(Path(tempfile.gettempdir()) / f"grid-lk{i}")},
             )
             for i in range(args.workers)
         ]
