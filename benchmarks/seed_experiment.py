@@ -34,7 +34,9 @@ from prunelab.train import fit
 
 SEED_PROFILE = {
     "model": {"arch": "tutorial_cnn", "kwargs": {"widths": [64, 64, 128]}},
-    "train": {"lr": 0.05, "epochs": 25, "weight_decay": 0.005, "whiten": False},
+    # momentum 0.9, as when the profile was measured (its model has no BatchNorm, so the
+    # default's bn_scale and bias_lr_scale do not apply to it)
+    "train": {"lr": 0.05, "momentum": 0.9, "epochs": 25, "weight_decay": 0.005, "whiten": False},
 }
 DATA = "data/cifar-10-batches-py"
 

@@ -35,7 +35,10 @@ def test_shipped_params_equal_schema_defaults() -> None:
             {"train": {"precision": "fp16"}},
             r"train.precision = 'fp16': Input should be 'auto', 'fp32' or 'bf16'",
         ),
-        ({"train": {"epochs": -1}}, r"train.epochs = -1"),
+        ({"train": {"epochs": -1}}, r"train.epochs = -1: Input should be greater than or equal to 0$"),
+        ({"train": {"epochs": "ten"}}, r"train.epochs = 'ten': Input should be 'auto'$"),
+        ({"train": {"epochs": "5"}}, r"train.epochs = '5': .* write it without quotes$"),
+        ({"prune": {"per_layer": "all"}}, r"prune.per_layer = 'all': Input should be 'from_sensitivity'$"),
         ({"prune": {"per_layer": {"conv1": 2.0}}}, r"prune.per_layer.conv1 = 2.0"),
     ],
 )

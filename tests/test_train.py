@@ -11,7 +11,7 @@ from prunelab.models import build_model
 from prunelab.params import PruneParams, TrainParams
 from prunelab.predict import predict
 from prunelab.prune import prune_model
-from prunelab.train import EpochRecord, Lookahead, MaskKeeper, fit, lr_at
+from prunelab.train import EpochRecord, Lookahead, MaskKeeper, fit, lr_at, planned_epochs
 
 CFG = TrainParams(epochs=2, batch_size=64, lr=0.05, precision="fp32")
 
@@ -192,7 +192,7 @@ def _one_plain_step(
 def test_bias_lr_scale_multiplies_the_step_of_batchnorm_biases_only() -> None:
     images = torch.randint(0, 256, (32, 3, 32, 32), dtype=torch.uint8)
     labels = torch.randint(0, 10, (32,))
-    before, plain = _one_plain_step(images, labels)
+    before, plain = _one_plain_step(images, labels, bias_lr_scale=1.0)
     _, scaled = _one_plain_step(images, labels, bias_lr_scale=64.0)
     start, one, many = before.state_dict(), plain.state_dict(), scaled.state_dict()
     assert not torch.equal(one["bn1.bias"], start["bn1.bias"])
@@ -212,3 +212,12 @@ def test_bn_scale_false_keeps_scales_at_one_while_the_rest_trains(data_dir: Path
     assert any(b.abs().sum() > 0 for b in biases)
     # afterwards they take gradients again: gradient-based pruning criteria read them
     assert all(s.requires_grad for s in scales)
+
+
+def test_auto_epochs_follow_the_precision_training_runs_in(data_dir: Path) -> None:
+    auto = CFG.model_copy(update={"epochs": "auto"})
+    assert auto.epochs_in("bf16") == 10 and auto.epochs_in("fp32") == 6
+    assert CFG.epochs_in("bf16") == CFG.epochs_in("fp32") == 2  # a number is a number everywhere
+    assert planned_epochs(auto) == 6  # CFG trains in fp32
+    history = fit(_model(), load_split(data_dir, train=True), auto.model_copy(update={"batch_size": 300}))
+    assert [r.epoch for r in history] == [1, 2, 3, 4, 5, 6]

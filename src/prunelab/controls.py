@@ -21,7 +21,7 @@ from prunelab.data import Split
 from prunelab.models import whiten_first_conv
 from prunelab.params import Params
 from prunelab.prune import PruneResult, Unit, apply_masks
-from prunelab.train import fit
+from prunelab.train import fit, planned_epochs
 
 
 def random_floor_masks(
@@ -78,7 +78,7 @@ def train_from_scratch(
     masks = result.masks if unit == "weight" else None
     if masks:
         apply_masks(model, masks)
-    epochs = params.train.epochs + params.sweep.finetune_epochs
+    epochs = planned_epochs(params.train) + params.sweep.finetune_epochs
     cfg = params.train.model_copy(update={"epochs": epochs, "seed": seed})
     fit(model, train, cfg, masks=masks, label="scratch control")
     return model

@@ -63,7 +63,7 @@ def load_split(root: str | Path, train: bool) -> Split:
     batches = [_read_batch(root / name) for name in (TRAIN_BATCHES if train else [TEST_BATCH])]
     data = np.concatenate([np.asarray(b["data"], dtype=np.uint8) for b in batches])
     labels = np.concatenate([np.asarray(b["labels"], dtype=np.int64) for b in batches])
-    images = torch.from_numpy(data.reshape(-1, 3, 32, 32).copy())
+    images = torch.from_numpy(data.reshape(-1, 3, 32, 32))  # concatenate made a fresh array
     return Split(images=images, labels=torch.from_numpy(labels))
 
 

@@ -15,7 +15,7 @@ from torch import nn
 from prunelab.data import Split, normalize
 from prunelab.device import autocast, channels_last
 from prunelab.params import FinetuneParams, TrainParams
-from prunelab.train import fit, lr_at, steps_per_epoch
+from prunelab.train import fit, lr_at, planned_epochs, steps_per_epoch
 
 
 @torch.no_grad()
@@ -68,8 +68,9 @@ def rewind_lr(
     epochs, instead of fine-tuning's small constant-peak schedule."""
     cfg = train_cfg.model_copy(update={"epochs": epochs, "seed": seed})
     per_epoch = steps_per_epoch(len(train), train_cfg.batch_size)
-    full = per_epoch * train_cfg.epochs
-    skipped = per_epoch * max(0, train_cfg.epochs - epochs)
+    baseline_epochs = planned_epochs(train_cfg)
+    full = per_epoch * baseline_epochs
+    skipped = per_epoch * max(0, baseline_epochs - epochs)
 
     def schedule(step: int, total: int) -> float:
         return lr_at(skipped + step, max(full, skipped + total), train_cfg.lr, train_cfg.warmup)

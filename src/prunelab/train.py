@@ -192,11 +192,18 @@ def fit(
     """
     device = resolve_device(cfg.device)
     dtype = resolve_precision(cfg.precision, device)
+    cfg = cfg.model_copy(update={"epochs": planned_epochs(cfg)})
     with channels_last(model, device), bn_scales_frozen(model, not cfg.bn_scale):
         schedule = lr_schedule or (lambda step, total: lr_at(step, total, cfg.lr, cfg.warmup))
         return _fit(
             model, train, cfg, device, dtype, val, masks, resume_file, fingerprint, on_epoch, label, schedule
         )
+
+
+def planned_epochs(cfg: TrainParams) -> int:
+    """cfg.epochs, with `auto` resolved for the precision this machine trains in."""
+    dtype = resolve_precision(cfg.precision, resolve_device(cfg.device))
+    return cfg.epochs_in("bf16" if dtype == torch.bfloat16 else "fp32")
 
 
 def _fit(

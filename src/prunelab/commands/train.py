@@ -18,7 +18,7 @@ from prunelab.io import staged_outputs
 from prunelab.models import build_model, whiten_first_conv
 from prunelab.params import load_params
 from prunelab.tracking import dvclive_epochs
-from prunelab.train import fit
+from prunelab.train import fit, planned_epochs
 
 
 def main(
@@ -47,8 +47,13 @@ def main(
         load_state_into(model, load_init_state(cfg.train.init), f"train.init {cfg.train.init}")
     elif cfg.train.whiten:
         whiten_first_conv(model, train_split.images)
+    epochs = planned_epochs(cfg.train)
     # What the resume state must match: every setting that shapes the weights.
-    shaping = [cfg.model.model_dump(), cfg.train.model_dump(), cfg.data.model_dump(exclude={"source"})]
+    shaping = [
+        cfg.model.model_dump(),
+        cfg.train.model_dump() | {"epochs": epochs},
+        cfg.data.model_dump(exclude={"source"}),
+    ]
     fingerprint = hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()
     device = resolve_device(cfg.train.device)
     with staged_outputs() as outputs:
@@ -68,7 +73,7 @@ def main(
                 arch=cfg.model.arch,
                 model_kwargs=cfg.model.kwargs,
                 state_dict=model.state_dict(),
-                meta={"stage": "train", "epochs": cfg.train.epochs, "seed": cfg.train.seed},
+                meta={"stage": "train", "epochs": epochs, "seed": cfg.train.seed},
             ),
         )
         last = history[-1] if history else None
