@@ -275,6 +275,20 @@ def test_lr_rewinding_trains_at_the_last_learning_rates_of_the_baseline_schedule
     )
 
 
+def test_lr_rewinding_reads_the_epochs_auto_trained(
+    trained, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model, params = trained
+    train, _ = train_and_validation(data_dir, params.data.val_size, params.data.split_seed)
+    seen: dict[str, object] = {}
+    monkeypatch.setattr(prunelab.recovery, "fit", lambda *a, lr_schedule, **k: seen.update(s=lr_schedule))
+    cfg = params.train.model_copy(update={"epochs": "auto", "precision": "fp32", "warmup": 0.25})
+    rewind_lr(model, train, {"w": torch.ones(1)}, cfg, epochs=1, seed=7)
+    per_epoch = math.ceil(len(train) / cfg.batch_size)
+    # fp32 trains 6 epochs under `auto`: the rewound epoch is the 6th of that schedule
+    assert seen["s"](0, per_epoch) == pytest.approx(lr_at(5 * per_epoch, 6 * per_epoch, cfg.lr, 0.25))
+
+
 def test_scratch_trains_the_pruned_architecture_from_a_fresh_init(trained, data_dir: Path) -> None:
     model, base = trained
     params = base.model_copy(update={"train": base.train.model_copy(update={"epochs": 1})})
