@@ -251,20 +251,26 @@ def test_random_floor_prunes_the_same_channels_of_coupled_convs() -> None:
     assert compacted_macs(control) == compacted_macs(net) < count_macs(model)
 
 
-def test_lr_rewinding_trains_at_the_last_learning_rates_of_the_baseline_schedule(
-    trained, data_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _rewound(trained, data_dir: Path, monkeypatch: pytest.MonkeyPatch, **train: object):
+    """What one epoch of lr rewinding passes to fit, with train.* updated as given; and the
+    steps of an epoch."""
     model, params = trained
-    train, _ = train_and_validation(data_dir, params.data.val_size, params.data.split_seed)
+    split, _ = train_and_validation(data_dir, params.data.val_size, params.data.split_seed)
     seen: dict[str, object] = {}
 
     def record(net, split, cfg, *, masks, label, lr_schedule):
         seen.update(cfg=cfg, masks=masks, schedule=lr_schedule)
 
     monkeypatch.setattr(prunelab.recovery, "fit", record)
-    cfg = params.train.model_copy(update={"epochs": 4, "warmup": 0.25})
-    rewind_lr(model, train, {"w": torch.ones(1)}, cfg, epochs=1, seed=7)
-    per_epoch = math.ceil(len(train) / cfg.batch_size)
+    cfg = params.train.model_copy(update=train)
+    rewind_lr(model, split, {"w": torch.ones(1)}, cfg, epochs=1, seed=7)
+    return seen, cfg, math.ceil(len(split) / cfg.batch_size)
+
+
+def test_lr_rewinding_trains_at_the_last_learning_rates_of_the_baseline_schedule(
+    trained, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen, cfg, per_epoch = _rewound(trained, data_dir, monkeypatch, epochs=4, warmup=0.25)
     schedule = seen["schedule"]
     assert seen["cfg"].epochs == 1 and seen["cfg"].seed == 7 and seen["masks"] == {"w": torch.ones(1)}
     # step 0 of the rewound epoch is step 3 × per_epoch of the 4-epoch schedule; it ends at 0
@@ -278,15 +284,11 @@ def test_lr_rewinding_trains_at_the_last_learning_rates_of_the_baseline_schedule
 def test_lr_rewinding_reads_the_epochs_auto_trained(
     trained, data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    model, params = trained
-    train, _ = train_and_validation(data_dir, params.data.val_size, params.data.split_seed)
-    seen: dict[str, object] = {}
-    monkeypatch.setattr(prunelab.recovery, "fit", lambda *a, lr_schedule, **k: seen.update(s=lr_schedule))
-    cfg = params.train.model_copy(update={"epochs": "auto", "precision": "fp32", "warmup": 0.25})
-    rewind_lr(model, train, {"w": torch.ones(1)}, cfg, epochs=1, seed=7)
-    per_epoch = math.ceil(len(train) / cfg.batch_size)
+    seen, cfg, per_epoch = _rewound(
+        trained, data_dir, monkeypatch, epochs="auto", precision="fp32", warmup=0.25
+    )
     # fp32 trains 6 epochs under `auto`: the rewound epoch is the 6th of that schedule
-    assert seen["s"](0, per_epoch) == pytest.approx(lr_at(5 * per_epoch, 6 * per_epoch, cfg.lr, 0.25))
+    assert seen["schedule"](0, per_epoch) == pytest.approx(lr_at(5 * per_epoch, 6 * per_epoch, cfg.lr, 0.25))
 
 
 def test_scratch_trains_the_pruned_architecture_from_a_fresh_init(trained, data_dir: Path) -> None:

@@ -192,7 +192,7 @@ def fit(
     """
     device = resolve_device(cfg.device)
     dtype = resolve_precision(cfg.precision, device)
-    cfg = cfg.model_copy(update={"epochs": planned_epochs(cfg)})
+    cfg = cfg.model_copy(update={"epochs": _epochs_in(cfg, dtype)})
     with channels_last(model, device), bn_scales_frozen(model, not cfg.bn_scale):
         schedule = lr_schedule or (lambda step, total: lr_at(step, total, cfg.lr, cfg.warmup))
         return _fit(
@@ -202,7 +202,10 @@ def fit(
 
 def planned_epochs(cfg: TrainParams) -> int:
     """cfg.epochs, with `auto` resolved for the precision this machine trains in."""
-    dtype = resolve_precision(cfg.precision, resolve_device(cfg.device))
+    return _epochs_in(cfg, resolve_precision(cfg.precision, resolve_device(cfg.device)))
+
+
+def _epochs_in(cfg: TrainParams, dtype: torch.dtype) -> int:
     return cfg.epochs_in("bf16" if dtype == torch.bfloat16 else "fp32")
 
 
