@@ -6,6 +6,8 @@ machine, since two heavy processes distort each other's timings):
   daily_loop     the stages `dvc exp run -S prune.amount=0.6` reruns, and a no-op `dvc repro`
   queue_threads  a 4-job queue at -j 1 and -j 2 with thread sharing
   avx2_emulation sweep points natively and with oneDNN/MKL capped at AVX2 in fp32
+  compile_speed  training and scoring eager against torch.compile (inductor)
+  latency_budget how much speed-ups vary between repeats at several evaluate.latency_seconds
 
 Run from the repository root after `dvc repro` (about 15 minutes on a 2-core CPU with bf16):
 
@@ -31,6 +33,8 @@ BENCHMARKS = {
     "daily_loop": [],
     "queue_threads": ["--skip-unshared"],
     "avx2_emulation": [],
+    "compile_speed": [],
+    "latency_budget": [],
 }
 
 
