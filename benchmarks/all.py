@@ -8,6 +8,7 @@ machine, since two heavy processes distort each other's timings):
   avx2_emulation sweep points natively and with oneDNN/MKL capped at AVX2 in fp32
   compile_speed  training and scoring eager against torch.compile (inductor)
   latency_budget how much speed-ups vary between repeats at several evaluate.latency_seconds
+  malloc_speed   the training step with freed memory kept for reuse and without
 
 Run from the repository root after `dvc repro` (about 15 minutes on a 2-core CPU with bf16):
 
@@ -35,6 +36,7 @@ BENCHMARKS = {
     "avx2_emulation": [],
     "compile_speed": [],
     "latency_budget": [],
+    "malloc_speed": [],
 }
 
 

@@ -29,6 +29,7 @@ from rich.console import Console
 from prunelab.data import Split, load_split, normalize, random_crop_flip
 from prunelab.device import autocast, cpu_description, resolve_precision
 from prunelab.measure import count_macs
+from prunelab.memory import MALLOC_ENV, keep_freed_memory
 from prunelab.models import build_model
 from prunelab.params import Params
 
@@ -144,6 +145,7 @@ def main() -> None:
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
     parser.add_argument("--profile", action="store_true", help="print the step's time by operator")
     args = parser.parse_args()
+    reuse = keep_freed_memory()  # as every stage does (PRUNELAB_MALLOC=system: glibc's default)
 
     defaults = Params()
     if (args.data / "data_batch_1").is_file():
@@ -170,7 +172,8 @@ def main() -> None:
     name = str(dtype).removeprefix("torch.")
     console.print(
         f"{cpu_description()}; threads: {torch.get_num_threads()}, precision: {name}, "
-        f"batch {args.batch_size}, {args.steps} steps each"
+        f"batch {args.batch_size}, {args.steps} steps each; freed memory "
+        + ("kept for reuse" if reuse else f"returned to the system ({MALLOC_ENV})")
     )
     console.print(f"prunelab training step: {ours:,.0f} images/s ({achieved:,.0f} GFLOP/s)")
     console.print(

@@ -29,6 +29,7 @@ SRC = ROOT / "src"
 NOT_DEPS = {
     "src/prunelab/__init__.py": "quiets a torch import warning",
     "src/prunelab/errors.py": "the exception type of user errors",
+    "src/prunelab/memory.py": "where freed memory goes: allocation, not arithmetic (test_memory.py)",
     "src/prunelab/commands/__init__.py": "error printing, console width, Typer and thread-share wiring",
 }
 
@@ -36,7 +37,7 @@ NOT_DEPS = {
 LAYERS = [
     {"errors", "params"},
     {"gpu_claims"},
-    {"plugins", "io", "checkpoints", "data", "device", "amounts", "threads"},
+    {"plugins", "io", "checkpoints", "data", "device", "amounts", "threads", "memory"},
     {"fetch", "synthetic", "models", "predict"},
     {"measure", "train"},
     {"compact", "tracking", "recovery"},

@@ -1,8 +1,9 @@
 """The stages as Typer commands: each module's `main` is both `python stages/<name>.py` (DVC's
 entry point) and `prunelab <name>` (the installed command). Commands are glue only: read
 params, call the library, write outputs together once all are complete (io.staged_outputs),
-say where they went. Each command runs with its share of the CPU threads (threads.py). This
-module only words messages and sets threads, so dvc.yaml leaves it out of deps."""
+say where they went. Each command runs with its share of the CPU threads (threads.py), and with
+freed memory kept for reuse (memory.py). This module only words messages and sets threads and
+memory, so dvc.yaml leaves it out of deps."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import typer
 from rich.console import Console
 
 from prunelab.errors import UserError
+from prunelab.memory import keep_freed_memory
 from prunelab.params import ParamsError
 from prunelab.threads import cpu_share
 
@@ -32,6 +34,7 @@ def user_errors_exit(command: Callable[..., None]) -> Callable[..., None]:
     @functools.wraps(command)
     def run(*args: object, **kwargs: object) -> None:
         try:
+            keep_freed_memory()
             with cpu_share():
                 command(*args, **kwargs)
         except (UserError, ParamsError) as exc:
