@@ -4,6 +4,7 @@ changes no result, which is why dvc.yaml leaves memory.py out of deps."""
 from __future__ import annotations
 
 import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ from prunelab.errors import UserError
 from prunelab.memory import MALLOC_ENV, keep_freed_memory, malloc_choice
 from tests.conftest import write_params
 
-GLIBC = sys.platform.startswith("linux") and os.confstr("CS_GNU_LIBC_VERSION") is not None
+GLIBC = platform.libc_ver()[0] == "glibc"
 
 # A few bf16 training steps of a small cnn at a batch whose activations (4 MB) glibc would serve
 # from fresh pages by default; prints whether the settings applied and a digest of the weights.

@@ -16,7 +16,6 @@ library's settings alone, for comparison.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 from collections.abc import Mapping
 
@@ -40,14 +39,12 @@ def malloc_choice(env: Mapping[str, str]) -> str:
 def keep_freed_memory(env: Mapping[str, str] = os.environ) -> bool:
     """Tell glibc to serve large allocations from the heap and not to return freed memory to the
     kernel, unless PRUNELAB_MALLOC=system. Returns whether the settings were applied: False on a
-    C library without mallopt (macOS, musl), where nothing changes."""
+    C library without a working mallopt (macOS, musl), where nothing changes."""
     if malloc_choice(env) == "system":
         return False
-    name = ctypes.util.find_library("c")
     try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError, TypeError):
+        mallopt = ctypes.CDLL(None).mallopt  # the C library the process already runs on
+    except (OSError, AttributeError, TypeError):  # no mallopt there, or no dlopen (Windows)
         return False
     # mallopt returns 1 on success; the trim threshold is an int, so its largest value
     return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
