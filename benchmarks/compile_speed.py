@@ -24,28 +24,21 @@ from pathlib import Path
 
 import torch
 import torch._inductor.config as inductor_config
-from train_speed import prunelab_step_rate
+from train_speed import default_model, prunelab_step_rate
 
 from prunelab.checkpoints import load_checkpoint
 from prunelab.compact import load_model
 from prunelab.data import Split, load_split
 from prunelab.device import cpu_description, dtype_name, resolve_precision
-from prunelab.models import build_model
 from prunelab.params import Params
 from prunelab.predict import accuracy, predict
 
 DATA = Path("data/cifar-10-batches-py")
 
 
-def fresh_model() -> torch.nn.Module:
-    torch.manual_seed(0)
-    defaults = Params()
-    return build_model(defaults.model.arch, defaults.model.kwargs)
-
-
 def training(mode: str, data: Split, steps: int, dtype: torch.dtype) -> tuple[float, float]:
     """(images/s once compiled, seconds of the first step, compilation included)."""
-    model = fresh_model()
+    model = default_model()
     torch._dynamo.reset()  # Dynamo would reuse another mode's graph for a module of the same structure
     if mode != "eager":
         model = torch.compile(model, mode=None if mode == "default" else mode)
@@ -59,7 +52,7 @@ def scoring(mode: str, test: Split, dtype: torch.dtype) -> tuple[float, float, f
     """(seconds to score the test set once compiled, seconds of the compiling call, accuracy)."""
     cfg = Params().evaluate
     path = Path("models/baseline.pt")
-    model = load_model(load_checkpoint(path), str(path)) if path.is_file() else fresh_model()
+    model = load_model(load_checkpoint(path), str(path)) if path.is_file() else default_model()
     model.eval()
     torch._dynamo.reset()
     inductor_config.freezing = mode == "freezing"

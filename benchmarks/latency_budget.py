@@ -18,11 +18,11 @@ import statistics
 import time
 
 import torch
+from train_speed import default_model
 
 from prunelab.compact import compact
 from prunelab.device import cpu_description, dtype_name, resolve_device, resolve_precision
 from prunelab.measure import compare_latency, count_macs, mean_and_std, speedups
-from prunelab.models import build_model
 from prunelab.params import Params, PruneParams
 from prunelab.prune import prune_model
 
@@ -42,9 +42,7 @@ def main() -> None:
     args = parser.parse_args()
     device = resolve_device("cpu")
     dtype = resolve_precision("auto", device)
-    torch.manual_seed(0)
-    defaults = Params()
-    dense = build_model(defaults.model.arch, defaults.model.kwargs).eval()
+    dense = default_model().eval()
     models = {
         "conv1 40 %": compacted(dense, ["conv1"], 0.4),
         "every conv 30 %": compacted(dense, ["Conv2d"], 0.3),

@@ -17,29 +17,19 @@ import sys
 from pathlib import Path
 
 import torch
-from train_speed import prunelab_step_rate
+from train_speed import default_model, prunelab_step_rate, training_images
 
-from prunelab.data import Split, load_split
 from prunelab.device import cpu_description, dtype_name, resolve_precision
 from prunelab.memory import MALLOC_ENV, keep_freed_memory
-from prunelab.models import build_model
-from prunelab.params import Params
 
 DATA = Path("data/cifar-10-batches-py")
 
 
 def child(steps: int, precision: str) -> None:
     applied = keep_freed_memory()
-    if (DATA / "data_batch_1").is_file():
-        data = load_split(DATA, train=True)
-    else:  # throughput does not depend on the images
-        data = Split(
-            torch.randint(0, 256, (10_000, 3, 32, 32), dtype=torch.uint8), torch.randint(0, 10, (10_000,))
-        )
+    data = training_images(DATA)
     dtype = resolve_precision(precision, torch.device("cpu"))
-    torch.manual_seed(0)
-    defaults = Params()
-    model = build_model(defaults.model.arch, defaults.model.kwargs)
+    model = default_model()
     prunelab_step_rate(model, data, 512, 2, dtype)  # warm-up: oneDNN picks its kernels
     rate = prunelab_step_rate(model, data, 512, steps, dtype)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KB on Linux

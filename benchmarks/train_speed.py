@@ -36,6 +36,23 @@ from prunelab.params import Params
 console = Console(width=None if sys.stdout.isatty() else 160)  # logs: no wrapping at 80 columns
 
 
+def default_model() -> torch.nn.Module:
+    """The default params' model, initialised from seed 0: every speed benchmark times this one."""
+    torch.manual_seed(0)
+    defaults = Params()
+    return build_model(defaults.model.arch, defaults.model.kwargs)
+
+
+def training_images(folder: Path) -> Split:
+    """CIFAR-10's training images if `folder` holds them, else 10,000 random ones: throughput
+    does not depend on the content."""
+    if (folder / "data_batch_1").is_file():
+        return load_split(folder, train=True)
+    return Split(
+        torch.randint(0, 256, (10_000, 3, 32, 32), dtype=torch.uint8), torch.randint(0, 10, (10_000,))
+    )
+
+
 def matmul_peak(dtype: torch.dtype, n: int = 2048, repeat: int = 10) -> float:
     a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     a @ b
@@ -147,26 +164,17 @@ def main() -> None:
     args = parser.parse_args()
     reuse = keep_freed_memory()  # as every stage does (PRUNELAB_MALLOC=system: glibc's default)
 
-    defaults = Params()
-    if (args.data / "data_batch_1").is_file():
-        data = load_split(args.data, train=True)
-    else:
+    if not (args.data / "data_batch_1").is_file():
         console.print(
             f"{args.data} not found: timing on random images (throughput does not depend on content)"
         )
-        data = Split(
-            torch.randint(0, 256, (10_000, 3, 32, 32), dtype=torch.uint8), torch.randint(0, 10, (10_000,))
-        )
+    data = training_images(args.data)
     dtype = resolve_precision(args.precision, torch.device("cpu"))
-    torch.manual_seed(0)
-    model = build_model(defaults.model.arch, defaults.model.kwargs)
+    model = default_model()
     train_flops_per_image = 6 * count_macs(model)  # forward + backward ≈ 3 × forward, 2 FLOPs per MAC
 
     ours = prunelab_step_rate(model, data, args.batch_size, args.steps, dtype, args.profile)
-    torch.manual_seed(0)
-    tutorial = tutorial_step_rate(
-        build_model(defaults.model.arch, defaults.model.kwargs), data, args.batch_size, args.steps
-    )
+    tutorial = tutorial_step_rate(default_model(), data, args.batch_size, args.steps)
     peak = matmul_peak(dtype)
     achieved = ours * train_flops_per_image / 1e9
     name = str(dtype).removeprefix("torch.")

@@ -30,7 +30,7 @@ NOT_DEPS = {
     "src/prunelab/__init__.py": "quiets a torch import warning",
     "src/prunelab/errors.py": "the exception type of user errors",
     "src/prunelab/memory.py": "where freed memory goes: allocation, not arithmetic (test_memory.py)",
-    "src/prunelab/commands/__init__.py": "error printing, console width, Typer and thread-share wiring",
+    "src/prunelab/commands/__init__.py": "error printing, console width, Typer, thread-share and memory wiring",
 }
 
 # The library's layers, lowest first; a module may import only from layers below its own.
