@@ -9,8 +9,9 @@ machine, since two heavy processes distort each other's timings):
   compile_speed  training and scoring eager against torch.compile (inductor)
   latency_budget how much speed-ups vary between repeats at several evaluate.latency_seconds
   malloc_speed   the training step with freed memory kept for reuse and without
+  long_setting   the long setting's test accuracy and training time, seeds 0 and 1 (~22 minutes)
 
-Run from the repository root after `dvc repro` (about 15 minutes on a 2-core CPU with bf16):
+Run from the repository root after `dvc repro` (about 40 minutes on a 2-core CPU with bf16):
 
     uv run python benchmarks/all.py [--skip queue_threads avx2_emulation ...]
 """
@@ -37,6 +38,7 @@ BENCHMARKS = {
     "compile_speed": [],
     "latency_budget": [],
     "malloc_speed": [],
+    "long_setting": [],
 }
 
 

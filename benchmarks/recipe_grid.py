@@ -37,6 +37,7 @@ from torch import nn
 
 import prunelab.train as training
 from prunelab.data import Split, load_split, normalize, split_validation
+from prunelab.errors import UserError
 from prunelab.models import build_model, whiten_first_conv
 from prunelab.params import TrainParams
 from prunelab.predict import accuracy, predict
@@ -61,6 +62,21 @@ def ab(**changes: object) -> dict:
 
 def r1(epochs: int, seed: int = 0, **changes: object) -> dict:
     return {"params": {**R1, "epochs": epochs, "seed": seed}, **changes}
+
+
+AIRBENCH_NET = {"widths": LONG, "stem": 24, "stem_kernel": 2, "stem_norm": False, "head": "max"}
+"""airbench94's net in the library's own `cnn` kwargs: 2×2 stem without BatchNorm, max-pool head."""
+
+
+def air(
+    epochs: int, seed: int = 0, logit_scale: float = 1 / 9, all50k: bool = True, **params: object
+) -> dict:
+    """The long setting in the library's own settings: airbench's net, its stem frozen."""
+    return {
+        "params": {**R1, "epochs": epochs, "seed": seed, "whiten": "frozen", **params},
+        "kwargs": {**AIRBENCH_NET, "logit_scale": logit_scale},
+        "all50k": all50k,
+    }
 
 
 VARIANTS: dict[str, dict] = {
@@ -107,10 +123,20 @@ VARIANTS: dict[str, dict] = {
     # round 4: the fast recipe at more epochs
     **{f"R1_e12{s}": r1(12, int(bool(s))) for s in ("", "_s1")},
     **{f"R1_e{e}{s}_long": r1(e, int(bool(s)), widths=LONG) for e in (14, 16) for s in ("", "_s1")},
+    # round 5: the long setting in the library (model.kwargs, train.whiten frozen, data.val_size 0)
+    **{f"A9_e{e}{s}": air(e, int(bool(s))) for e in (10, 12, 14, 16) for s in ("", "_s1")},
+    **{f"A1_e{e}{s}": air(e, int(bool(s)), logit_scale=1.0) for e in (10, 12) for s in ("", "_s1")},
+    "A9_e10_lookahead": air(10, lookahead=True),
+    "A9_e10_trained_stem": {**air(10, whiten=True), "whitening_scales": True},  # frozen's filters, trained
+    "A9_e10_val_split": air(10, all50k=False),
+    # round 6: more seeds; the validation split kept, as the comparison needs it
+    **{f"A9_e{e}_s{seed}": air(e, seed) for e in (12, 16) for seed in (2, 3)},
+    **{f"A9_e16_val_split{s}": air(16, int(bool(s)), all50k=False) for s in ("", "_s1")},
     # R1 with weight decay on every parameter, as airbench (run on the GPU before R1 dropped it)
     **{f"R1d_e{e}{s}": r1(e, int(bool(s)), decay_all=True) for e in (7, 8, 10) for s in ("", "_s1")},
     **{f"R1d_e10{s}_long": r1(10, int(bool(s)), widths=LONG, decay_all=True) for s in ("", "_s1")},
 }
+ROUND_6 = ["A9_e12_s2", "A9_e12_s3", "A9_e16_s2", "A9_e16_s3", "A9_e16_val_split", "A9_e16_val_split_s1"]
 ROUND_2_MARKS = ("NL_", "AB_def_e7", "e20", "all50k", "maxpool", "stem2")
 ROUNDS = {
     "1": [n for n in VARIANTS if n[:2] in ("R0", "AB") and not any(m in n for m in ROUND_2_MARKS)],
@@ -121,6 +147,9 @@ ROUNDS = {
         for n in VARIANTS
         if n.startswith("R1_") and ("e10" in n or any(m in n for m in ("e12", "e14", "e16")))
     ],
+    "5": [n for n in VARIANTS if n[:2] in ("A9", "A1") and n not in ROUND_6]
+    + ["AB_long_e10_stem2_maxpool_all50k"],
+    "6": ROUND_6,
 }  # round 3 ran on the GPU as R1d at 7, 8, 10 epochs and long, R1 at 7 and 8; round 4 as listed
 
 
@@ -212,10 +241,14 @@ def run(name: str, variant: dict, train: Split, val: Split, test: Split, device:
     if variant.get("all50k"):
         train = Split(torch.cat([train.images, val.images]), torch.cat([train.labels, val.labels]))
     torch.manual_seed(cfg.seed)
-    model = build_model(
-        "cnn", {"widths": variant.get("widths", [64, 128, 256]), "stem": 24 if variant.get("stem2") else 32}
+    kwargs = variant.get("kwargs") or {
+        "widths": variant.get("widths", [64, 128, 256]),
+        "stem": 24 if variant.get("stem2") else 32,
+    }
+    model = build_model("cnn", kwargs)
+    whiten_first_conv(
+        model, train.images, frozen=cfg.whiten == "frozen" or bool(variant.get("whitening_scales"))
     )
-    whiten_first_conv(model, train.images)
     if variant.get("stem2"):
         model.conv1, model.bn1 = whitening_stem(train.images), nn.Identity()
     if variant.get("maxpool"):
@@ -347,7 +380,11 @@ def main() -> None:
     for k, name in enumerate(names):
         if args.workers > 1 and k % args.workers != args.worker:
             continue
-        line = json.dumps(run(name, VARIANTS[name], train, val, test, device))
+        try:
+            result = run(name, VARIANTS[name], train, val, test, device)
+        except UserError as exc:  # a diverged run is a result too
+            result = {"name": name, "error": str(exc)}
+        line = json.dumps(result)
         print(line, flush=True)
         with (out / "grid.jsonl").open("a") as f:
             f.write(line + "\n")

@@ -38,8 +38,9 @@ def _trained_like(arch: str, kwargs: dict) -> torch.nn.Module:
         ("cnn", {"widths": [16, 32], "stem": 8}),
         ("resnet20", {"width": 8}),
         ("tutorial_cnn", {"widths": [8, 16]}),
+        ("airbench", {"widths": [16, 32], "stem": 12}),
     ],
-    ids=["cnn", "resnet20", "tutorial_cnn"],
+    ids=["cnn", "resnet20", "tutorial_cnn", "airbench"],
 )
 @pytest.mark.parametrize(
     "method", ["ln_structured", "random_structured", "prunelab.examples.fpgm:GeometricMedianStructured"]

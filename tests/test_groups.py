@@ -81,6 +81,22 @@ def test_local_scope_prunes_the_same_fraction_of_every_group_and_compacts_exactl
     assert count_macs(small) < count_macs(make())
 
 
+@pytest.mark.parametrize("method", ["group_l2", "group_taylor"])
+def test_airbench_net_prunes_to_a_macs_target_and_compacts_exactly(method: str) -> None:
+    """Its stem has a bias and no BatchNorm, its head max-pools and scales the logits."""
+    kwargs = {"widths": [16, 32], "stem": 12}
+    model = make("airbench", kwargs)
+    cfg = PruneParams(method=method, targets=["Conv2d"])
+    gradients = random_gradients()
+    amount = amount_for_cost(model, cfg, 2.0, "test", gradients)
+    prune_model(model, cfg.model_copy(update={"amount": amount}), gradients=gradients)
+    small = copy.deepcopy(model)
+    compact(small)
+    images = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8)
+    assert max_output_difference(model, small, images) < 1e-4
+    assert count_macs(small) <= count_macs(make("airbench", kwargs)) / 2 * 1.05
+
+
 def test_bn_scale_criterion_refuses_a_model_whose_scales_are_all_equal() -> None:
     model = make()  # untrained, as after train.bn_scale: false: every scale is 1
     with pytest.raises(UserError, match=r"prune.method = 'group_bn_scale'.*train.bn_scale"):

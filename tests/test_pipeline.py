@@ -183,6 +183,30 @@ def test_exp_run_with_set_param(project: tuple[Path, dict[str, str]]) -> None:
     )
 
 
+def test_long_setting_trains_on_every_image_as_an_experiment(
+    tmp_path: Path, synthetic: tuple[Path, Path]
+) -> None:
+    """docs/recipe.md's 94 % setting: airbench's net, its stem frozen, no validation split; only
+    the stages it needs run (the comparison scores on the validation split it gives up)."""
+    root = tmp_path / "long"
+    root.mkdir()
+    env = make_project(root, *synthetic)
+    long_setting = [
+        "model.arch=airbench",
+        "model.kwargs.widths=[8,16]",
+        "train.whiten=frozen",
+        "data.val_size=0",
+    ]
+    set_params = [arg for setting in long_setting for arg in ("-S", setting)]
+    dvc(root, env, "exp", "run", "-n", "long", *set_params, "evaluate_baseline")
+    train = json.loads((root / "metrics/train.json").read_text())
+    assert train["train_images"] == 600 and train["val_acc"] is None
+    assert 0 <= json.loads((root / "metrics/baseline.json").read_text())["baseline"]["acc"] <= 1
+    assert not (root / "models/pruned.pt").exists()
+    rows = list(csv.DictReader(io.StringIO(dvc(root, env, "exp", "show", "--csv"))))
+    assert "airbench" in [row["model.arch"] for row in rows]
+
+
 def test_sweep_points_and_report(project: tuple[Path, dict[str, str]]) -> None:
     root, _ = project
     for method in SWEEP["methods"]:

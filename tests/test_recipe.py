@@ -38,6 +38,38 @@ def test_whitening_init_decorrelates_patches() -> None:
     assert torch.allclose(correlation, torch.eye(8), atol=0.02)  # decorrelated outputs
 
 
+def test_a_frozen_airbench_stem_whitens_to_unit_variance_and_its_head_max_pools_scaled_logits() -> None:
+    model = build_model("airbench", {"widths": [8, 16], "stem": 12})
+    spelled_out = {"stem_kernel": 2, "stem_norm": False, "head": "max", "logit_scale": 1 / 9}
+    assert str(model) == str(build_model("cnn", {"widths": [8, 16], "stem": 12, **spelled_out}))
+    names = list(dict(model.named_children()))
+    assert names[:3] == ["conv1", "act1", "conv2"]  # no BatchNorm after the stem
+    assert model.conv1.kernel_size == (2, 2) and model.conv1.bias is not None
+    assert isinstance(model.gpool, nn.AdaptiveMaxPool2d) and names[-1] == "scale"
+    images = _images()
+    whiten_first_conv(model, images, frozen=True)
+    w, b = model.conv1.weight.detach(), model.conv1.bias.detach()
+    assert torch.allclose(w[:6], -w[6:]) and not b.any()
+    with torch.no_grad():
+        out = nn.functional.conv2d(normalize(images).float(), w[:6])
+        features = model[:-1](normalize(images[:4]).float())
+    assert out.shape[-1] == 31  # 2×2 without padding
+    channels = out.permute(1, 0, 2, 3).flatten(1)
+    cov = channels @ channels.T / channels.shape[1]
+    # 1/√(eigenvalue + 5e-4): unit variance along each strong direction, decorrelated
+    assert torch.allclose(cov, torch.eye(6), atol=0.05)
+    torch.testing.assert_close(model(normalize(images[:4]).float()), features / 9)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"head": "mean"}, r"model\.kwargs\.head"), ({"logit_scale": 0}, r"model\.kwargs\.logit_scale")],
+)
+def test_cnn_refuses_an_unknown_head_or_a_scale_that_is_not_positive(kwargs: dict, message: str) -> None:
+    with pytest.raises(UserError, match=message):
+        build_model("cnn", {"widths": [8], **kwargs})
+
+
 def test_whitening_refuses_a_stem_it_cannot_fill() -> None:
     model = build_model("cnn", {"widths": [8], "stem": 7})  # odd: no ± pairs
     with pytest.raises(UserError, match=r"train\.whiten"):

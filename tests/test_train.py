@@ -7,7 +7,7 @@ import torch
 
 from prunelab.data import Split, load_split, random_crop_flip
 from prunelab.device import channels_last
-from prunelab.models import build_model
+from prunelab.models import build_model, whiten_first_conv
 from prunelab.params import PruneParams, TrainParams
 from prunelab.predict import predict
 from prunelab.prune import prune_model
@@ -212,6 +212,23 @@ def test_bn_scale_false_keeps_scales_at_one_while_the_rest_trains(data_dir: Path
     assert any(b.abs().sum() > 0 for b in biases)
     # afterwards they take gradients again: gradient-based pruning criteria read them
     assert all(s.requires_grad for s in scales)
+
+
+def test_a_frozen_whitening_stem_stays_fixed_while_the_rest_trains(data_dir: Path) -> None:
+    torch.manual_seed(0)
+    model = build_model("airbench", {"widths": [8, 16], "stem": 12})
+    train = load_split(data_dir, train=True)
+    whiten_first_conv(model, train.images, frozen=True)
+    stem = {k: v.clone() for k, v in model.conv1.state_dict().items()}
+    after_stem = model.conv2.weight.clone()
+    fit(model, train, CFG.model_copy(update={"whiten": "frozen"}))
+    assert all(torch.equal(v, model.conv1.state_dict()[k]) for k, v in stem.items())
+    assert not torch.equal(after_stem, model.conv2.weight)
+    assert model.conv1.weight.requires_grad  # gradient criteria (group_taylor) read it afterwards
+    trained = build_model("airbench", {"widths": [8, 16], "stem": 12})
+    whiten_first_conv(trained, train.images, frozen=True)
+    fit(trained, train, CFG.model_copy(update={"whiten": True}))
+    assert not torch.equal(stem["weight"], trained.conv1.weight)
 
 
 def test_auto_epochs_follow_the_precision_training_runs_in(data_dir: Path) -> None:

@@ -74,7 +74,7 @@ def train_from_scratch(
             module.reset_running_stats()
     first = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
     if params.train.whiten and not params.train.init and first.out_channels % 2 == 0:
-        whiten_first_conv(model, train.images)
+        whiten_first_conv(model, train.images, frozen=params.train.whiten == "frozen")
     masks = result.masks if unit == "weight" else None
     if masks:
         apply_masks(model, masks)

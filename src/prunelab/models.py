@@ -62,31 +62,49 @@ def cnn(
     convs_per_block: int = 2,
     num_classes: int = 10,
     identity_init: bool = True,
+    stem_kernel: int = 3,
+    stem_norm: bool = True,
+    head: str = "avg",
+    logit_scale: float = 1.0,
 ) -> nn.Sequential:
     """VGG-style net in the spirit of airbench: a stem conv, then per width a block of
     conv → max-pool → BN → GELU followed by (convs_per_block − 1) × conv → BN → GELU;
     global average pool and a linear classifier. Layers are named conv1…convN, fc, so targets read
     like the seed notebook ("conv1"). With `identity_init`, each conv after the stem starts with
     its first c_in filters as the identity (airbench's dirac init): a deep net that begins close
-    to a shallow one trains faster in few epochs."""
-    if not widths or any(w <= 0 for w in widths) or stem <= 0 or convs_per_block < 1:
+    to a shallow one trains faster in few epochs.
+
+    airbench94's own stem and head (the long setting, docs/recipe.md): `stem_kernel: 2` (no
+    padding, so 31×31 maps), `stem_norm: false` (the stem conv has a bias and GELU follows it
+    directly; with train.whiten `frozen` it stays the whitening transform), `head: max` (global
+    max-pool) and `logit_scale` (airbench: 1/9; without it the max-pool head trained 0.5–0.8
+    points worse)."""
+    if not widths or any(w <= 0 for w in widths) or stem <= 0 or convs_per_block < 1 or stem_kernel < 1:
         raise UserError(
-            f"model.kwargs: widths {list(widths)}, stem {stem} and convs_per_block "
-            f"{convs_per_block} must be positive"
+            f"model.kwargs: widths {list(widths)}, stem {stem}, stem_kernel {stem_kernel} and "
+            f"convs_per_block {convs_per_block} must be positive"
+        )
+    if head not in HEADS:
+        raise UserError(f"model.kwargs.head = {head!r}: use one of {', '.join(HEADS)}")
+    if not logit_scale > 0:
+        raise UserError(
+            f"model.kwargs.logit_scale = {logit_scale}: must be > 0 (1 leaves logits as they are)"
         )
     layers: OrderedDict[str, nn.Module] = OrderedDict()
     index = 0
 
-    def conv_bn(c_in: int, c_out: int, pool: bool) -> None:
+    def conv_bn(c_in: int, c_out: int, pool: bool, kernel: int = 3, norm: bool = True) -> None:
         nonlocal index
         index += 1
-        layers[f"conv{index}"] = nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)
+        padding = kernel // 2 if kernel % 2 else 0  # an even kernel shrinks the map by kernel − 1
+        layers[f"conv{index}"] = nn.Conv2d(c_in, c_out, kernel, padding=padding, bias=not norm)
         if pool:
             layers[f"pool{index}"] = nn.MaxPool2d(2)
-        layers[f"bn{index}"] = nn.BatchNorm2d(c_out)
+        if norm:
+            layers[f"bn{index}"] = nn.BatchNorm2d(c_out)
         layers[f"act{index}"] = nn.GELU()
 
-    conv_bn(3, stem, pool=False)
+    conv_bn(3, stem, pool=False, kernel=stem_kernel, norm=stem_norm)
     channels = stem
     for width in widths:
         conv_bn(channels, width, pool=True)
@@ -97,10 +115,38 @@ def cnn(
         for layer in list(layers.values())[1:]:
             if isinstance(layer, nn.Conv2d) and layer.out_channels >= layer.in_channels:
                 nn.init.dirac_(layer.weight.data[: layer.in_channels])
-    layers["gpool"] = nn.AdaptiveAvgPool2d(1)  # an unscaled global max-pool diverges at high LR
+    layers["gpool"] = HEADS[head](1)
     layers["flatten"] = nn.Flatten()
     layers["fc"] = nn.Linear(channels, num_classes)
+    if logit_scale != 1.0:
+        layers["scale"] = Scale(logit_scale)
     return nn.Sequential(layers)
+
+
+HEADS: dict[str, type[nn.Module]] = {"avg": nn.AdaptiveAvgPool2d, "max": nn.AdaptiveMaxPool2d}
+
+
+@register_model("airbench")
+def airbench(widths: Sequence[int] = (64, 256, 256), stem: int = 24, **kwargs: Any) -> nn.Sequential:
+    """airbench94's net as a `cnn`: a 2×2 stem of 24 filters with a bias and no BatchNorm,
+    blocks of [64, 256, 256], a global max-pool head and logits × 1/9. Train it with
+    train.whiten `frozen`, as airbench does (the long setting, docs/recipe.md). Other `cnn`
+    kwargs (convs_per_block, num_classes, identity_init) pass through."""
+    return cnn(widths, stem, stem_kernel=2, stem_norm=False, head="max", logit_scale=1 / 9, **kwargs)
+
+
+class Scale(nn.Module):
+    """Multiplies by a fixed factor (airbench's logit scale)."""
+
+    def __init__(self, factor: float) -> None:
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.factor
+
+    def extra_repr(self) -> str:
+        return f"factor={self.factor}"
 
 
 @register_model("tutorial_cnn")
@@ -199,7 +245,7 @@ def prunable_layers(model: nn.Module) -> dict[str, nn.Module]:
 
 
 @torch.no_grad()
-def whiten_first_conv(model: nn.Module, images: torch.Tensor) -> None:
+def whiten_first_conv(model: nn.Module, images: torch.Tensor, frozen: bool = False) -> None:
     """airbench's whitening init of the first conv, from (up to 5,000) uint8 training images:
     its filters become the top principal directions of the image patches, each with its
     negation, so its outputs start decorrelated.
@@ -208,7 +254,12 @@ def whiten_first_conv(model: nn.Module, images: torch.Tensor) -> None:
     a BatchNorm follows and sets each channel's scale anyway, and with whitening's scales the
     filters' norms would rank them by *inverse* importance, which norm-based pruning of conv1
     (the seed experiment) would then follow. Equal norms also give every filter the same
-    effective learning rate."""
+    effective learning rate.
+
+    `frozen` (train.whiten `frozen`, airbench's stem, which the caller keeps from training): the
+    filters are airbench's, scaled by 1/√(eigenvalue + 5·10⁻⁴), so the conv's outputs have unit
+    variance along every direction. Fixed filters must carry the whitening's scale themselves:
+    airbench's stem has no BatchNorm after it."""
     conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
     if conv is None:
         raise UserError("train.whiten: the model has no Conv2d; set train.whiten: false")
@@ -221,11 +272,14 @@ def whiten_first_conv(model: nn.Module, images: torch.Tensor) -> None:
         )
     x = normalize(images[:5000]).float()
     patches = x.unfold(2, kh, 1).unfold(3, kw, 1).permute(0, 2, 3, 1, 4, 5).reshape(-1, dims)
-    _, eigenvectors = torch.linalg.eigh((patches.T @ patches).double() / len(patches))
+    eigenvalues, eigenvectors = torch.linalg.eigh((patches.T @ patches).double() / len(patches))
     keep = conv.out_channels // 2
-    norm = conv.weight.detach().flatten(1).norm(dim=1).mean()
     top = eigenvectors.T.flip(0)[:keep]  # unit norm, largest eigenvalue first
-    filters = (top * norm).reshape(keep, c, kh, kw).to(conv.weight.dtype)
+    if frozen:
+        scale = 1 / torch.sqrt(eigenvalues.flip(0)[:keep, None] + 5e-4)
+    else:
+        scale = conv.weight.detach().flatten(1).norm(dim=1).mean()
+    filters = (top * scale).reshape(keep, c, kh, kw).to(conv.weight.dtype)
     conv.weight.data.copy_(torch.cat([filters, -filters]))
     if conv.bias is not None:
         conv.bias.data.zero_()

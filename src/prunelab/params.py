@@ -112,13 +112,18 @@ class ModelParams(Section):
     """The network that is trained and pruned."""
 
     arch: str = "cnn"
-    """Registry name (`cnn`, `resnet20`, `resnet56`, `tutorial_cnn`) or an import path
-    `package.module:factory`."""
+    """Registry name (`cnn`, `airbench`, `resnet20`, `resnet56`, `tutorial_cnn`) or an import
+    path `package.module:factory`. `airbench` is airbench94's net (a `cnn` with a 2×2 stem
+    without BatchNorm, a max-pool head and logits × 1/9): train it with `train.whiten: frozen`
+    and widths [64, 256, 256] (docs/recipe.md, "The long setting")."""
     kwargs: dict[str, Any] = Field(default_factory=lambda: {"widths": [64, 128, 256]})
     """Keyword arguments of the factory. `cnn` takes `widths`, `stem` (32), `convs_per_block`
-    (2), `num_classes` (10) and `identity_init` (true: each conv after the stem starts with its
-    first c_in filters as the identity, airbench's dirac init); the ResNets take `width` (16);
-    `tutorial_cnn` takes `widths` ([32, 64, 128]) and `hidden` (256)."""
+    (2), `num_classes` (10), `identity_init` (true: each conv after the stem starts with its
+    first c_in filters as the identity, airbench's dirac init), `stem_kernel` (3), `stem_norm`
+    (true: BatchNorm after the stem), `head` (`avg` or `max` global pooling) and `logit_scale`
+    (1); `airbench` takes `widths` and `stem` (24), `convs_per_block`, `num_classes` and
+    `identity_init`; the ResNets take `width` (16); `tutorial_cnn` takes `widths` ([32, 64, 128])
+    and `hidden` (256)."""
 
 
 class TrainParams(Section):
@@ -170,11 +175,14 @@ class TrainParams(Section):
     seed: int = 0
     """Seed of initialisation, shuffling and augmentation (set per epoch, so a resumed run ends
     bit-identical)."""
-    whiten: bool = True
+    whiten: bool | Literal["frozen"] = True
     """Initialise the first conv from the training images (after airbench's whitening): its
     filters are the top principal directions of k×k patches, each with its negation, at the
     default init's norm. Only for training from scratch; needs out_channels even and
-    ≤ 2·in_channels·k² (54 for RGB 3×3). The filters stay trainable (and prunable)."""
+    ≤ 2·in_channels·k² (54 for RGB 3×3). `frozen`: airbench's whitening layer, its filters
+    scaled by 1/√eigenvalue (unit-variance outputs) and never trained, by train, finetune or
+    the comparison's recovery alike (docs/recipe.md, "The long setting"). Either way the
+    filters stay prunable."""
     init: str | None = None
     """Start from this checkpoint (a prunelab checkpoint or a plain state_dict of model.arch)
     instead of random weights; with epochs 0, train passes it through. Add the file to the

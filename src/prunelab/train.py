@@ -79,21 +79,24 @@ def make_optimizer(model: nn.Module, cfg: TrainParams) -> torch.optim.SGD:
 
 
 @contextmanager
-def bn_scales_frozen(model: nn.Module, frozen: bool) -> Iterator[None]:
-    """train.bn_scale false: BatchNorm scales stay as they are (1 from init) while training;
-    afterwards they take gradients again (gradient-based pruning criteria read them)."""
-    scales = [
-        m.weight
-        for m in model.modules()
-        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.weight is not None and m.weight.requires_grad
-    ]
-    for scale in scales if frozen else []:
-        scale.requires_grad_(False)
+def frozen_while_training(model: nn.Module, cfg: TrainParams) -> Iterator[None]:
+    """What stays as it is while training: the BatchNorm scales with train.bn_scale false (1
+    from init), the first conv with train.whiten `frozen` (the whitening stem). Afterwards they
+    take gradients again (gradient-based pruning criteria read them)."""
+    frozen = []
+    if not cfg.bn_scale:
+        frozen += [m.weight for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if cfg.whiten == "frozen":
+        stem = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+        frozen += [stem.weight, stem.bias] if stem is not None else []
+    frozen = [p for p in frozen if p is not None and p.requires_grad]
+    for parameter in frozen:
+        parameter.requires_grad_(False)
     try:
         yield
     finally:
-        for scale in scales:
-            scale.requires_grad_(True)
+        for parameter in frozen:
+            parameter.requires_grad_(True)
 
 
 class MaskKeeper:
@@ -193,7 +196,7 @@ def fit(
     device = resolve_device(cfg.device)
     dtype = resolve_precision(cfg.precision, device)
     cfg = cfg.model_copy(update={"epochs": _epochs_in(cfg, dtype)})
-    with channels_last(model, device), bn_scales_frozen(model, not cfg.bn_scale):
+    with channels_last(model, device), frozen_while_training(model, cfg):
         schedule = lr_schedule or (lambda step, total: lr_at(step, total, cfg.lr, cfg.warmup))
         return _fit(
             model, train, cfg, device, dtype, val, masks, resume_file, fingerprint, on_epoch, label, schedule

@@ -46,7 +46,7 @@ def main(
     if cfg.train.init:
         load_state_into(model, load_init_state(cfg.train.init), f"train.init {cfg.train.init}")
     elif cfg.train.whiten:
-        whiten_first_conv(model, train_split.images)
+        whiten_first_conv(model, train_split.images, frozen=cfg.train.whiten == "frozen")
     epochs = planned_epochs(cfg.train)
     # What the resume state must match: every setting that shapes the weights.
     shaping = [
