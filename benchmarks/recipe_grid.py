@@ -132,6 +132,8 @@ VARIANTS: dict[str, dict] = {
     # round 6: more seeds; the validation split kept, as the comparison needs it
     **{f"A9_e{e}_s{seed}": air(e, seed) for e in (12, 16) for seed in (2, 3)},
     **{f"A9_e16_val_split{s}": air(16, int(bool(s)), all50k=False) for s in ("", "_s1")},
+    # round 7: airbench's net against the default net, both at the default's 10 epochs and split
+    **{f"A9_e10_val_split_s{seed}": air(10, seed, all50k=False) for seed in (1, 2)},
     # R1 with weight decay on every parameter, as airbench (run on the GPU before R1 dropped it)
     **{f"R1d_e{e}{s}": r1(e, int(bool(s)), decay_all=True) for e in (7, 8, 10) for s in ("", "_s1")},
     **{f"R1d_e10{s}_long": r1(10, int(bool(s)), widths=LONG, decay_all=True) for s in ("", "_s1")},
@@ -147,9 +149,10 @@ ROUNDS = {
         for n in VARIANTS
         if n.startswith("R1_") and ("e10" in n or any(m in n for m in ("e12", "e14", "e16")))
     ],
-    "5": [n for n in VARIANTS if n[:2] in ("A9", "A1") and n not in ROUND_6]
+    "5": [n for n in VARIANTS if n[:2] in ("A9", "A1") and n not in ROUND_6 and "split_s" not in n]
     + ["AB_long_e10_stem2_maxpool_all50k"],
     "6": ROUND_6,
+    "7": ["A9_e10_val_split_s1", "A9_e10_val_split_s2", "R1_e10", "R1_e10_s1"],
 }  # round 3 ran on the GPU as R1d at 7, 8, 10 epochs and long, R1 at 7 and 8; round 4 as listed
 
 
