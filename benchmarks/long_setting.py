@@ -13,13 +13,12 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import yaml
+from daily_loop import timed
 
 from prunelab.device import cpu_description
 
@@ -36,12 +35,10 @@ def run_seed(folder: Path, seed: int, epochs: int, with_latency: bool) -> dict:
     settings = {**LONG, "train": {**LONG["train"], "epochs": epochs, "seed": seed}}
     params.write_text(yaml.safe_dump(settings, sort_keys=False))
     out = folder / f"s{seed}"
-    started = time.perf_counter()
-    stage(
+    stage_seconds = stage(
         "train", "-p", params, "--out", out / "model.pt", "--metrics", out / "train.json",
         "--live", out / "live", "--resume", out / "resume.pt",
     )  # fmt: skip
-    stage_seconds = time.perf_counter() - started
     models = ["--model", f"long={out / 'model.pt'}"]
     baseline = ROOT / "models/baseline.pt"
     latency = ["--model", f"baseline={baseline}"] if with_latency and baseline.exists() else ["--no-latency"]
@@ -54,11 +51,9 @@ def run_seed(folder: Path, seed: int, epochs: int, with_latency: bool) -> dict:
     return {"seed": seed, "train": train, "stage_seconds": stage_seconds, "evaluate": evaluate}
 
 
-def stage(name: str, *args: object) -> None:
-    command = [sys.executable, f"stages/{name}.py", *map(str, args)]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} exited {done.returncode}:\n{done.stdout}{done.stderr}")
+def stage(name: str, *args: object) -> float:
+    """Seconds that stages/NAME.py takes as a whole process; a failure stops the benchmark."""
+    return timed([sys.executable, f"stages/{name}.py", *map(str, args)])
 
 
 def main() -> None:

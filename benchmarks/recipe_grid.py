@@ -38,7 +38,7 @@ from torch import nn
 import prunelab.train as training
 from prunelab.data import Split, load_split, normalize, split_validation
 from prunelab.errors import UserError
-from prunelab.models import build_model, whiten_first_conv
+from prunelab.models import Scale, build_model, whiten_first_conv
 from prunelab.params import TrainParams
 from prunelab.predict import accuracy, predict
 
@@ -139,6 +139,7 @@ VARIANTS: dict[str, dict] = {
     **{f"R1d_e10{s}_long": r1(10, int(bool(s)), widths=LONG, decay_all=True) for s in ("", "_s1")},
 }
 ROUND_6 = ["A9_e12_s2", "A9_e12_s3", "A9_e16_s2", "A9_e16_s3", "A9_e16_val_split", "A9_e16_val_split_s1"]
+ROUND_7 = ["A9_e10_val_split_s1", "A9_e10_val_split_s2", "R1_e10", "R1_e10_s1"]
 ROUND_2_MARKS = ("NL_", "AB_def_e7", "e20", "all50k", "maxpool", "stem2")
 ROUNDS = {
     "1": [n for n in VARIANTS if n[:2] in ("R0", "AB") and not any(m in n for m in ROUND_2_MARKS)],
@@ -149,10 +150,10 @@ ROUNDS = {
         for n in VARIANTS
         if n.startswith("R1_") and ("e10" in n or any(m in n for m in ("e12", "e14", "e16")))
     ],
-    "5": [n for n in VARIANTS if n[:2] in ("A9", "A1") and n not in ROUND_6 and "split_s" not in n]
+    "5": [n for n in VARIANTS if n[:2] in ("A9", "A1") and n not in ROUND_6 + ROUND_7]
     + ["AB_long_e10_stem2_maxpool_all50k"],
     "6": ROUND_6,
-    "7": ["A9_e10_val_split_s1", "A9_e10_val_split_s2", "R1_e10", "R1_e10_s1"],
+    "7": ROUND_7,
 }  # round 3 ran on the GPU as R1d at 7, 8, 10 epochs and long, R1 at 7 and 8; round 4 as listed
 
 
@@ -202,18 +203,10 @@ def triangle(step: int, total: int, start: float = 0.2, peak: float = 0.23, end:
     return 1 + (end - 1) * (step - top) / max(1, total - top)
 
 
-class Scale(nn.Module):
-    def __init__(self, factor: float) -> None:
-        super().__init__()
-        self.factor = factor
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.factor
-
-
 def whitening_stem(images: torch.Tensor) -> nn.Conv2d:
     """airbench's stem: a 2×2 conv of 24 filters, the patches' principal directions scaled by
-    1/√eigenvalue with their negations, frozen."""
+    1/√eigenvalue with their negations, weights frozen. Kept as the AB variants ran (eigh in
+    float32, bias trained); the library's form is `airbench` with train.whiten `frozen`."""
     conv = nn.Conv2d(3, 24, 2, bias=True)
     x = normalize(images[:5000]).float()
     patches = x.unfold(2, 2, 1).unfold(3, 2, 1).permute(0, 2, 3, 1, 4, 5).reshape(-1, 12)
