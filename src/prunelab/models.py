@@ -55,10 +55,6 @@ def build_model(arch: str, kwargs: dict[str, Any] | None = None) -> nn.Module:
     return model
 
 
-HEADS: dict[str, type[nn.Module]] = {"avg": nn.AdaptiveAvgPool2d, "max": nn.AdaptiveMaxPool2d}
-"""Global pooling of the `cnn` head (`model.kwargs.head`)."""
-
-
 @register_model("cnn")
 def cnn(
     widths: Sequence[int] = (64, 128, 256),
@@ -125,6 +121,9 @@ def cnn(
     if logit_scale != 1.0:
         layers["scale"] = Scale(logit_scale)
     return nn.Sequential(layers)
+
+
+HEADS: dict[str, type[nn.Module]] = {"avg": nn.AdaptiveAvgPool2d, "max": nn.AdaptiveMaxPool2d}
 
 
 @register_model("airbench")
