@@ -10,8 +10,13 @@ machine, since two heavy processes distort each other's timings):
   latency_budget how much speed-ups vary between repeats at several evaluate.latency_seconds
   malloc_speed   the training step with freed memory kept for reuse and without
   long_setting   the long setting's test accuracy and training time, seeds 0 and 1 (~22 minutes)
+  repro_speed    the comparison as `dvc repro` runs it, stage by stage, and one point's profile
+  repro_whole    a fresh clone's whole `dvc repro` (repro_speed.py --whole; add --avx2 by hand for
+                 the emulation without bf16, about 32 minutes)
 
-Run from the repository root after `dvc repro` (about 40 minutes on a 2-core CPU with bf16):
+Run from the repository root after `dvc repro` (on a 2-core CPU with bf16, long_setting alone
+takes about 22 minutes, repro_speed 5 and repro_whole 7, with PRUNELAB_CIFAR10_ARCHIVE set where
+CIFAR-10 cannot be downloaded):
 
     uv run python benchmarks/all.py [--skip queue_threads avx2_emulation ...]
 """
@@ -29,16 +34,18 @@ import torch
 from prunelab.device import cpu_description, cpu_has_bf16
 
 ROOT = Path(__file__).resolve().parents[1]
-BENCHMARKS = {
-    "train_speed": [],
-    "scoring_speed": [],
-    "daily_loop": [],
-    "queue_threads": ["--skip-unshared"],
-    "avx2_emulation": [],
-    "compile_speed": [],
-    "latency_budget": [],
-    "malloc_speed": [],
-    "long_setting": [],
+BENCHMARKS = {  # name: the script and its arguments
+    "train_speed": ("train_speed", []),
+    "scoring_speed": ("scoring_speed", []),
+    "daily_loop": ("daily_loop", []),
+    "queue_threads": ("queue_threads", ["--skip-unshared"]),
+    "avx2_emulation": ("avx2_emulation", []),
+    "compile_speed": ("compile_speed", []),
+    "latency_budget": ("latency_budget", []),
+    "malloc_speed": ("malloc_speed", []),
+    "long_setting": ("long_setting", []),
+    "repro_speed": ("repro_speed", []),
+    "repro_whole": ("repro_speed", ["--whole", "--profile", "none"]),
 }
 
 
@@ -52,12 +59,12 @@ def main() -> None:
         flush=True,
     )
     failed = []
-    for name, extra in BENCHMARKS.items():
+    for name, (script, extra) in BENCHMARKS.items():
         if name in args.skip:
             continue
         print(f"\n=== {name} ===", flush=True)
         start = time.perf_counter()
-        run = subprocess.run([sys.executable, f"benchmarks/{name}.py", *extra], cwd=ROOT)
+        run = subprocess.run([sys.executable, f"benchmarks/{script}.py", *extra], cwd=ROOT)
         print(f"({name}: {time.perf_counter() - start:.0f} s, exit {run.returncode})", flush=True)
         if run.returncode != 0:
             failed.append(name)
