@@ -92,13 +92,10 @@ def profile_point(
     with tempfile.TemporaryDirectory() as tmp:
         out = ["--out", f"{tmp}/point.json"]
         start = time.perf_counter()
-        subprocess.run(
-            [sys.executable, *cmd, *out], cwd=clone, env=env, check=True, stdout=subprocess.DEVNULL
-        )
+        _run_point([sys.executable, *cmd, *out], clone, env)
         direct = time.perf_counter() - start
         stats = Path(tmp) / "point.prof"
-        profiled = [sys.executable, "-m", "cProfile", "-o", str(stats), *cmd, *out]
-        subprocess.run(profiled, cwd=clone, env=env, check=True, stdout=subprocess.DEVNULL)
+        _run_point([sys.executable, "-m", "cProfile", "-o", str(stats), *cmd, *out], clone, env)
         table = pstats.Stats(str(stats)).stats  # type: ignore[attr-defined]
     cumulative = {f"{Path(file).name}:{name}": ct for (file, _, name), (_, _, _, ct, _) in table.items()}
     total = max(cumulative.values())
@@ -116,6 +113,14 @@ def profile_point(
     print(f"  {'the rest (Python, imports, pruning)':<36}{total - shown:6.2f} s")
 
 
+def _run_point(cmd: list[str], clone: Path, env: dict[str, str]) -> None:
+    done = subprocess.run(
+        cmd, cwd=clone, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"{done.stderr.strip()}\n--profile: the sweep point failed (exit {done.returncode})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -127,6 +132,8 @@ def main() -> None:
     parser.add_argument("--profile", default="ln_structured:2x", help="METHOD:POINT to profile, or none")
     parser.add_argument("--keep", type=Path, help="clone here and keep it (default: a temporary folder)")
     args = parser.parse_args()
+    if args.profile != "none" and args.profile.count(":") != 1:
+        parser.error(f"--profile {args.profile!r}: write METHOD:POINT, as ln_structured:2x, or none")
     needed = [] if args.whole else ["data/cifar-10-batches-py", "models/baseline.pt"]
     for path in needed:
         if not (ROOT / path).exists():
