@@ -68,7 +68,11 @@ def exp_run_seconds(amount: float) -> tuple[float, list[str], float]:
         wall = time.perf_counter() - start
         if done.returncode != 0:
             raise SystemExit(f"failed (exit {done.returncode}): {' '.join(cmd)}\n{done.stdout[-2000:]}")
-        ran = [line.split("'")[1] for line in done.stdout.splitlines() if line.startswith("Running stage")]
+        ran = [
+            line.split("'")[1].rpartition(":")[2]
+            for line in done.stdout.splitlines()
+            if line.startswith("Running stage")
+        ]
         tuning = json.loads((clone / "metrics/finetune.json").read_text())["seconds"]
     return wall, ran, tuning
 

@@ -64,7 +64,8 @@ def stage_seconds(clone: Path, env: dict[str, str]) -> dict[str, float]:
                 now = time.perf_counter()
                 if current:
                     seconds[current] = now - started
-                current, started = line.split("'")[1], now
+                # a stage of comparison/dvc.yaml is named `comparison/dvc.yaml:sweep@…`
+                current, started = line.split("'")[1].rpartition(":")[2], now
                 print(f"  {current}", flush=True)
         end = time.perf_counter()
     if proc.returncode != 0:

@@ -98,8 +98,39 @@ def closure(path: Path) -> set[str]:
     return {str(p.relative_to(ROOT)) for p in seen if p.is_relative_to(SRC)}
 
 
+PIPELINES = ("dvc.yaml", "comparison/dvc.yaml")
+"""Every dvc.yaml of the project; the comparison's stages run from the root too (wdir ..)."""
+
+
 def stages() -> dict[str, dict]:
-    return yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    """Every stage, each after the stages whose outputs it reads (the files' order otherwise)."""
+    found: dict[str, dict] = {}
+    for pipeline in PIPELINES:
+        found.update(yaml.safe_load((ROOT / pipeline).read_text())["stages"])
+
+    def paths(entries: list) -> list[str]:
+        return [e if isinstance(e, str) else next(iter(e)) for e in entries]
+
+    def overlap(dep: str, out: str) -> bool:  # a file inside a folder, or the same path
+        a, b = dep.rstrip("/"), out.split("${")[0].rstrip("/")
+        return a == b or a.startswith(b + "/") or b.startswith(a + "/")
+
+    ordered: dict[str, dict] = {}
+    while len(ordered) < len(found):
+        ready = next(
+            name
+            for name, stage in found.items()
+            if name not in ordered
+            and not any(
+                overlap(dep, out)
+                for other, upstream in found.items()
+                if other not in ordered and other != name
+                for out in paths(upstream.get("outs", []) + upstream.get("metrics", []))
+                for dep in paths(stage.get("deps", []))
+            )
+        )
+        ordered[ready] = found[ready]
+    return ordered
 
 
 def script_of(stage: dict) -> str:
