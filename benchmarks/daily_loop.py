@@ -40,6 +40,22 @@ def timed(cmd: list[str], env: dict[str, str] | None = None) -> float:
     return time.perf_counter() - start
 
 
+def clone_env(clone: Path, env: dict[str, str]) -> dict[str, str]:
+    """`env` for DVC in `clone`: dvc.yaml's `python` is this interpreter, importing the clone's code."""
+    path = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return {**env, "PATH": path, "PYTHONPATH": str(clone / "src")}
+
+
+def started_stage(line: str) -> str | None:
+    """The stage a line of `dvc repro` output starts, without its dvc.yaml's path
+    (`comparison/dvc.yaml:sweep@…` → `sweep@…`); None for any other line."""
+    if not line.startswith("Running stage '"):
+        return None
+    name = line.split("'")[1]
+    _, in_file, stage = name.partition("dvc.yaml:")  # a plugin's import path has a colon too
+    return stage if in_file else name
+
+
 def exp_run_seconds(amount: float) -> tuple[float, list[str], float]:
     """Wall seconds of `dvc exp run -S prune.amount=AMOUNT` in a clone of HEAD, the stages it
     ran, and the fine-tuning epochs' seconds (metrics/finetune.json). The clone pulls from this
@@ -49,10 +65,9 @@ def exp_run_seconds(amount: float) -> tuple[float, list[str], float]:
         for who in ("AUTHOR", "COMMITTER")
         for what, value in (("NAME", "prunelab benchmark"), ("EMAIL", "benchmark@prunelab.invalid"))
     }
-    env = {**os.environ, **identity, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     with tempfile.TemporaryDirectory() as tmp:
         clone = Path(tmp) / "clone"
-        env["PYTHONPATH"] = str(clone / "src")  # the clone's own code
+        env = clone_env(clone, {**os.environ, **identity})
         dvc = [sys.executable, "-m", "dvc"]
         for cmd, cwd in (
             (["git", "clone", "-q", str(ROOT), str(clone)], ROOT),
@@ -68,11 +83,7 @@ def exp_run_seconds(amount: float) -> tuple[float, list[str], float]:
         wall = time.perf_counter() - start
         if done.returncode != 0:
             raise SystemExit(f"failed (exit {done.returncode}): {' '.join(cmd)}\n{done.stdout[-2000:]}")
-        ran = [
-            line.split("'")[1].rpartition(":")[2]
-            for line in done.stdout.splitlines()
-            if line.startswith("Running stage")
-        ]
+        ran = [stage for line in done.stdout.splitlines() if (stage := started_stage(line))]
         tuning = json.loads((clone / "metrics/finetune.json").read_text())["seconds"]
     return wall, ran, tuning
 

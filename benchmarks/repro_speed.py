@@ -31,6 +31,7 @@ from pathlib import Path
 
 import torch
 import yaml
+from daily_loop import clone_env, started_stage
 
 from prunelab.device import cpu_description, cpu_has_bf16
 
@@ -60,12 +61,11 @@ def stage_seconds(clone: Path, env: dict[str, str]) -> dict[str, float]:
         assert proc.stdout is not None
         for line in proc.stdout:
             tail.append(line)
-            if line.startswith("Running stage '"):
+            if stage := started_stage(line):
                 now = time.perf_counter()
                 if current:
                     seconds[current] = now - started
-                # a stage of comparison/dvc.yaml is named `comparison/dvc.yaml:sweep@…`
-                current, started = line.split("'")[1].rpartition(":")[2], now
+                current, started = stage, now
                 print(f"  {current}", flush=True)
         end = time.perf_counter()
     if proc.returncode != 0:
@@ -146,9 +146,7 @@ def main() -> None:
     clone = folder / "clone"
     if clone.exists():
         raise SystemExit(f"--keep {folder}: {clone} exists already; name another folder or remove it")
-    # dvc.yaml's `python` must be this interpreter, and the stages must import the clone's code
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env["PYTHONPATH"] = str(clone / "src")
+    env = clone_env(clone, env)
     try:
         subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
         dvc = [sys.executable, "-m", "dvc"]
