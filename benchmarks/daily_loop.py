@@ -107,7 +107,6 @@ def exp_run_seconds(amount: float, without_comparison: bool = False) -> tuple[fl
             if done.returncode != 0:
                 raise SystemExit(f"failed (exit {done.returncode}): {' '.join(cmd)}\n{done.stderr[-2000:]}")
         cmd = [*dvc, "exp", "run", "-S", f"prune.amount={amount}"]
-        lines: list[tuple[float, str]] = []
         start = time.perf_counter()
         with subprocess.Popen(
             cmd, cwd=clone, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -214,6 +213,7 @@ def main() -> None:
     print(
         "reproduce: uv run python benchmarks/daily_loop.py"
         + (f" --amount {args.amount}" if args.amount != 0.6 else "")
+        + (" --without-comparison" if args.without_comparison else "")
     )
 
 
