@@ -60,6 +60,29 @@ def started_stage(line: str) -> str | None:
     return stage if in_file else name
 
 
+def timed_output(
+    cmd: list[str], cwd: Path, env: dict[str, str], echo_stages: bool = False
+) -> tuple[float, list[tuple[float, str]], float]:
+    """Run a DVC command; its start, its output lines each with the second it was read, and its
+    end (time.perf_counter). `echo_stages` prints each stage's name as it starts (for long runs).
+    On a failure, the end of DVC's output says why."""
+    start = time.perf_counter()
+    lines: list[tuple[float, str]] = []
+    with subprocess.Popen(
+        cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    ) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append((time.perf_counter(), line))
+            if echo_stages and (stage := started_stage(line)):
+                print(f"  {stage}", flush=True)
+    end = time.perf_counter()
+    if proc.returncode != 0:
+        tail = "".join(line for _, line in lines[-40:])
+        raise SystemExit(f"{tail}\n{' '.join(cmd)} failed (exit {proc.returncode}) in {cwd}")
+    return start, lines, end
+
+
 def dvc_stage_seconds(lines: list[tuple[float, str]]) -> dict[str, float]:
     """From DVC's output lines, each with the second it was read: for each stage that ran, the
     seconds from its 'Running stage' line to the 'Updating lock file' line after it, that is its
@@ -106,19 +129,9 @@ def exp_run_seconds(amount: float, without_comparison: bool = False) -> tuple[fl
             done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
             if done.returncode != 0:
                 raise SystemExit(f"failed (exit {done.returncode}): {' '.join(cmd)}\n{done.stderr[-2000:]}")
-        cmd = [*dvc, "exp", "run", "-S", f"prune.amount={amount}"]
-        start = time.perf_counter()
-        with subprocess.Popen(
-            cmd, cwd=clone, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        ) as proc:
-            assert proc.stdout is not None
-            lines = [(time.perf_counter(), line) for line in proc.stdout]
-        wall = time.perf_counter() - start
-        if proc.returncode != 0:
-            tail = "".join(line for _, line in lines[-40:])
-            raise SystemExit(f"{tail}\nfailed (exit {proc.returncode}): {' '.join(cmd)}")
+        start, lines, end = timed_output([*dvc, "exp", "run", "-S", f"prune.amount={amount}"], clone, env)
         tuning = json.loads((clone / "metrics/finetune.json").read_text())["seconds"]
-    return wall, dvc_stage_seconds(lines), tuning
+    return end - start, dvc_stage_seconds(lines), tuning
 
 
 def print_exp_run(amount: float, without_comparison: bool) -> None:

@@ -26,12 +26,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import deque
 from pathlib import Path
 
 import torch
 import yaml
-from daily_loop import clone_env, started_stage
+from daily_loop import clone_env, started_stage, timed_output
 
 from prunelab.device import cpu_description, cpu_has_bf16
 
@@ -51,28 +50,10 @@ def stage_seconds(clone: Path, env: dict[str, str]) -> dict[str, float]:
     """`dvc repro` in `clone`, each stage's name printed as it starts; seconds from each 'Running
     stage' line to the next one (or to the end), so each stage's time includes what DVC does after
     its command. On a failure, the end of DVC's output says why."""
-    seconds: dict[str, float] = {}
-    current, started = None, time.perf_counter()
-    tail: deque[str] = deque(maxlen=40)
-    cmd = [sys.executable, "-m", "dvc", "repro"]
-    with subprocess.Popen(
-        cmd, cwd=clone, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    ) as proc:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            tail.append(line)
-            if stage := started_stage(line):
-                now = time.perf_counter()
-                if current:
-                    seconds[current] = now - started
-                current, started = stage, now
-                print(f"  {current}", flush=True)
-        end = time.perf_counter()
-    if proc.returncode != 0:
-        raise SystemExit(f"{''.join(tail)}\ndvc repro failed (exit {proc.returncode}) in {clone}")
-    if current:
-        seconds[current] = end - started
-    return seconds
+    _, lines, end = timed_output([sys.executable, "-m", "dvc", "repro"], clone, env, echo_stages=True)
+    starts = [(at, stage) for at, line in lines if (stage := started_stage(line))]
+    ends = [at for at, _ in starts[1:]] + [end]
+    return {stage: until - at for (at, stage), until in zip(starts, ends, strict=True)}
 
 
 def accuracies(folder: Path) -> dict[str, object]:
