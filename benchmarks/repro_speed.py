@@ -37,7 +37,7 @@ from prunelab.device import cpu_description, cpu_has_bf16
 ROOT = Path(__file__).resolve().parents[1]
 AVX2 = {"ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
 PHASES = {
-    "scoring (split_accuracy)": "predict.py:split_accuracy",
+    "scoring (split_correct)": "predict.py:split_correct",
     "BatchNorm recalibration": "recovery.py:recalibrate_batchnorm",
     "latency, dense against compacted": "sweep.py:measured_speedups",
     "amount search (cost target)": "sweep.py:point_amount",

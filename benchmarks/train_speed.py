@@ -147,7 +147,7 @@ def time_to_accuracy(live: Path, metrics: Path) -> None:
     train = json.loads(summary.read_text())
     per_epoch = train["seconds"] / max(1, train["epochs"])
     console.print(
-        f"time-to-accuracy (last dvc repro, {train['device']}, {train['precision']}, {train['threads']} threads): "
+        f"time-to-accuracy (last dvc repro, {train['provenance']['cpu']}, {train['provenance']['precision']}, {train['provenance']['threads']} threads): "
         + ", ".join(
             f"epoch {step + 1}: val {acc:.4f} @ {per_epoch * (step + 1):.0f} s" for step, acc in points
         )

@@ -98,7 +98,7 @@ def test_sweep_point_scores_every_recovery_side_by_side(trained, data_dir: Path)
 
     point = score_point(
         load, params, "ln_structured", 0.5, train, val, device=resolve_device("cpu"), dtype=torch.float32
-    )
+    ).metrics
     assert list(point["recovery"]) == ["none", "bn_recalibration", "finetune"]
     # deterministic masks: one-shot and recalibrated scores once; fine-tuning once per seed
     assert list(point["recovery"]["none"]["val_acc_by_seed"]) == ["0"]
@@ -145,7 +145,9 @@ def test_a_taylor_sweep_point_prunes_once_with_gradients_from_training_images(
         net.load_state_dict(model.state_dict())
         return net
 
-    point = score_point(load, params, "group_taylor", "2x", train, val, device=CPU, dtype=torch.float32)
+    point = score_point(
+        load, params, "group_taylor", "2x", train, val, device=CPU, dtype=torch.float32
+    ).metrics
     assert point["macs_speedup"] >= 2.0 and 0 < point["amount"] < 0.9
     assert list(point["random_floor"]["bn_recalibration"]["val_acc_by_seed"]) == ["0", "1"]
     # the search's trials and the point's own pruning share one gradient pass
@@ -174,7 +176,7 @@ def test_cost_target_points_meet_their_target_at_the_smallest_amount(trained, da
         return net
 
     for method, cost in (("group_lamp", "macs_speedup"), ("global_unstructured", "compression")):
-        point = score_point(load, params, method, "2x", train, val, device=CPU, dtype=torch.float32)
+        point = score_point(load, params, method, "2x", train, val, device=CPU, dtype=torch.float32).metrics
         assert point["point"] == "2x" and point[cost] >= 2.0
         # one step of the search less does not reach it
         cfg = params.sweep.prune_params(params.prune, method, point["amount"] - 1 / 512, 0)

@@ -37,8 +37,8 @@ NOT_DEPS = {
 LAYERS = [
     {"errors", "params"},
     {"gpu_claims"},
-    {"plugins", "io", "checkpoints", "data", "device", "amounts", "threads", "memory"},
-    {"fetch", "synthetic", "models", "predict"},
+    {"plugins", "io", "checkpoints", "data", "device", "amounts", "threads", "memory", "per_image"},
+    {"fetch", "synthetic", "models", "predict", "provenance"},
     {"measure", "train"},
     {"compact", "tracking", "recovery"},
     {"groups"},

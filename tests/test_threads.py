@@ -115,7 +115,7 @@ def test_a_stage_records_the_threads_it_ran_with(
         )
         assert result.exit_code == 0, result.output
         recorded = json.loads((tmp_path / "t.json").read_text())
-        assert recorded["threads"] == 1
+        assert recorded["provenance"]["threads"] == 1
         steps = recorded["train_images"] // 64 * recorded["epochs"]  # write_params: batch_size 64
         assert len(looks) >= steps > 0  # the training loop looks again at every step
         assert not list((tmp_path / "locks").glob("cpu-*.lock"))  # registration ended with it

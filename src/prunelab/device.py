@@ -34,16 +34,25 @@ def cpu_has_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def cpu_model() -> str:
+    info = _cpuinfo()
+    return next(
+        (line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")),
+        "unknown CPU",
+    )
+
+
+def cpu_flags() -> list[str]:
+    """The vector extensions that decide a CPU's speed and rounding: an AVX2-only CPU trains in
+    fp32, one with avx512_bf16 or AMX in bf16."""
+    flags = set(_cpuinfo().split())
+    return [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
+
+
 def cpu_description() -> str:
     """The CPU's model and the vector extensions that decide its speed: which kind of CPU gave a
-    figure (an AVX2-only CPU trains in fp32, one with avx512_bf16 or AMX in bf16)."""
-    info = _cpuinfo()
-    model = next(
-        (line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), ""
-    )
-    flags = set(info.split())
-    present = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
-    return f"{model or 'unknown CPU'} ({', '.join(present) or 'no AVX2'})"
+    figure."""
+    return f"{cpu_model()} ({', '.join(cpu_flags()) or 'no AVX2'})"
 
 
 def resolve_device(name: str) -> torch.device:

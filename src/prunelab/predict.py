@@ -62,6 +62,21 @@ def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return (logits.argmax(1) == labels).float().mean().item()
 
 
+def split_correct(
+    model: nn.Module,
+    split: Split,
+    *,
+    batch_size: int,
+    device: torch.device,
+    dtype: torch.dtype,
+    tta: str = "none",
+) -> torch.Tensor:
+    """Which images of a split `model` gets right (bool, one per image): the one way every stage
+    scores a model."""
+    logits = predict(model, split.images, batch_size=batch_size, device=device, dtype=dtype, tta=tta)
+    return logits.argmax(1) == split.labels
+
+
 def split_accuracy(
     model: nn.Module,
     split: Split,
@@ -71,6 +86,6 @@ def split_accuracy(
     dtype: torch.dtype,
     tta: str = "none",
 ) -> float:
-    """Accuracy of `model` on a whole split: the one way every stage scores a model."""
-    logits = predict(model, split.images, batch_size=batch_size, device=device, dtype=dtype, tta=tta)
-    return accuracy(logits, split.labels)
+    """Accuracy of `model` on a whole split."""
+    correct = split_correct(model, split, batch_size=batch_size, device=device, dtype=dtype, tta=tta)
+    return correct.float().mean().item()

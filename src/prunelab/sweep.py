@@ -2,13 +2,15 @@
 at the amount that meets a cost target, then score it on the validation split after each
 recovery (sweep.recovery), once per seed where the result depends on the seed, with its random
 floor (controls.py) beside it; and record what the point costs: compression ratio, the MACs of
-the compacted model, and its latency speed-up measured against the dense model."""
+the compacted model, and its latency speed-up measured against the dense model. Each score keeps
+which images it got right (per_image.py); the dense model is scored once on the same images
+(commands/dense.py), so the report can compare any two of them image by image."""
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -16,11 +18,11 @@ from torch import nn
 from prunelab.compact import compact, compacted_copy
 from prunelab.controls import random_floor_masks, train_from_scratch
 from prunelab.data import Split
-from prunelab.device import device_description
 from prunelab.groups import Gradients
 from prunelab.measure import compare_latency, count_macs, mean_and_std, sparsity_report, speedups
 from prunelab.params import Params, cost_target
-from prunelab.predict import split_accuracy
+from prunelab.per_image import encode
+from prunelab.predict import split_correct
 from prunelab.prune import (
     PruneResult,
     Unit,
@@ -35,6 +37,14 @@ from prunelab.train import loss_gradients
 
 TRAINED = ("finetune", "lr_rewind", "scratch")
 """Recoveries that train, and so depend on their seed whatever the masks do."""
+
+
+class Scores(NamedTuple):
+    """What scoring a sweep point (or the dense reference) gives: its metrics, and which
+    validation images each of its scores got right ({recovery: {seed: encoded}}, per_image.py)."""
+
+    metrics: dict[str, Any]
+    correct: dict[str, Any]
 
 
 def point_amount(
@@ -62,8 +72,8 @@ def score_point(
     *,
     device: torch.device,
     dtype: torch.dtype,
-) -> dict[str, Any]:
-    """The metrics of one sweep point; `load_baseline` gives a fresh copy of the dense model,
+) -> Scores:
+    """The scores of one sweep point; `load_baseline` gives a fresh copy of the dense model,
     `train` is the training split (recalibration, training recoveries), `val` the images scored."""
     sweep = params.sweep
     pruning = resolve_method(method)
@@ -87,14 +97,16 @@ def score_point(
 
     channels = pruning.unit == "channel" and params.prune.dim == 0
 
-    def score(net: nn.Module) -> float:
+    def score(net: nn.Module) -> torch.Tensor:
         # pruned channels cost nothing in the compacted form, which computes the same function
         small = compacted_copy(net, val.images[:64], params.compact.tolerance, device) if channels else None
-        return split_accuracy(
+        return split_correct(
             small or net, val, batch_size=params.evaluate.batch_size, device=device, dtype=dtype
         )
 
-    def recovered(net: nn.Module, result: PruneResult, recoveries: list[str], seed: int) -> dict[str, float]:
+    def recovered(
+        net: nn.Module, result: PruneResult, recoveries: list[str], seed: int
+    ) -> dict[str, torch.Tensor]:
         # Untrained recoveries start from the compacted form, compacted once (the same function
         # for fewer MACs); training recoveries need the dense-shaped net and its masks.
         untrained = channels and any(r not in TRAINED for r in recoveries)
@@ -105,9 +117,9 @@ def score_point(
             for r in recoveries
         }
 
-    accs: dict[str, dict[int, float]] = {recovery: {} for recovery in sweep.recovery}
+    accs: dict[str, dict[int, torch.Tensor]] = {recovery: {} for recovery in sweep.recovery}
     floor_recoveries = [r for r in sweep.recovery if r != "scratch"]  # the same architecture
-    floor: dict[str, dict[int, float]] = {recovery: {} for recovery in floor_recoveries}
+    floor: dict[str, dict[int, torch.Tensor]] = {recovery: {} for recovery in floor_recoveries}
     for seed in seeds:
         if stochastic or seed == seeds[0]:  # a deterministic method's masks are the same each seed
             net = load_baseline()
@@ -134,7 +146,7 @@ def score_point(
     if channels:
         compact(small)
     macs_compact = count_macs(small)
-    return {
+    metrics = {
         "method": method,
         "point": point,
         "amount": amount,
@@ -148,13 +160,17 @@ def score_point(
         "macs_speedup": round(macs / max(1, macs_compact), 4),
         **measured_speedups(dense, small, params, dtype, device, removed=macs_compact < macs),
         "val_images": len(val),
-        "device": device_description(device),  # latency and speed-ups hold for this device
-        "threads": torch.get_num_threads(),
         "recovery": {recovery: _summary(by_seed) for recovery, by_seed in accs.items()},
         "random_floor": {recovery: _summary(by_seed) for recovery, by_seed in floor.items()}
         if with_floor
         else {},
     }
+    correct = {
+        "images": len(val),
+        "recovery": _encoded(accs),
+        "random_floor": _encoded(floor) if with_floor else {},
+    }
+    return Scores(metrics, correct)
 
 
 def recover(
@@ -226,10 +242,18 @@ def measured_speedups(
     return out
 
 
-def _summary(by_seed: dict[int, float]) -> dict[str, Any]:
-    mean, std = mean_and_std(list(by_seed.values()))
+def _summary(by_seed: dict[int, torch.Tensor]) -> dict[str, Any]:
+    accs = {seed: correct.float().mean().item() for seed, correct in by_seed.items()}
+    mean, std = mean_and_std(list(accs.values()))
     return {
         "val_acc": mean,
         "val_acc_std": std,
-        "val_acc_by_seed": {str(seed): round(acc, 6) for seed, acc in by_seed.items()},
+        "val_acc_by_seed": {str(seed): round(acc, 6) for seed, acc in accs.items()},
+    }
+
+
+def _encoded(by_recovery: dict[str, dict[int, torch.Tensor]]) -> dict[str, dict[str, str]]:
+    return {
+        recovery: {str(seed): encode(correct.numpy()) for seed, correct in by_seed.items()}
+        for recovery, by_seed in by_recovery.items()
     }

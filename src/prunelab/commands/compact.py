@@ -17,6 +17,7 @@ from prunelab.errors import UserError
 from prunelab.io import staged_outputs
 from prunelab.measure import count_macs
 from prunelab.params import load_params
+from prunelab.provenance import provenance_of
 
 
 def main(
@@ -78,6 +79,7 @@ def main(
                 "macs_compact": count_macs(small),
                 "max_output_difference": difference,
                 "onnx_bytes": staged_onnx.stat().st_size,
+                "provenance": provenance_of(cfg.train, ckpt.meta.get("epochs")),
             },
         )
     what = (

@@ -13,7 +13,7 @@ from prunelab.checkpoints import file_digest, load_checkpoint
 from prunelab.commands import ParamsOption, console, done, single_command_app
 from prunelab.compact import compacted_copy, load_model
 from prunelab.data import class_names, load_split
-from prunelab.device import device_description, dtype_name, resolve_device, resolve_precision
+from prunelab.device import resolve_device, resolve_precision
 from prunelab.errors import UserError
 from prunelab.io import read_json, staged_outputs
 from prunelab.measure import (
@@ -31,6 +31,7 @@ from prunelab.measure import (
 )
 from prunelab.params import load_params
 from prunelab.predict import predict
+from prunelab.provenance import provenance
 
 
 def main(
@@ -112,14 +113,11 @@ def main(
             results[name][f"latency_iqr_ms_b{batch}"] = timings[shared[name]]["iqr_ms"]
             results[name][f"speedup_b{batch}"] = speedup
             results[name]["latency_measured"] = "here" if shared[name] == name else f"as {shared[name]}"
-    latency_setup = {
-        "device": device_description(device),
-        "threads": torch.get_num_threads(),
-        "precision": dtype_name(dtype),
-    }
+    # every model here descends from one baseline: its training epochs stand for all
+    epochs = next(iter(ckpts.values())).meta.get("epochs")
     with staged_outputs() as outputs:
         outputs.write_json(
-            metrics, {**results, "scoring": setup, **({"latency_setup": latency_setup} if latency else {})}
+            metrics, {**results, "scoring": setup, "provenance": provenance(device, dtype, epochs)}
         )
         for name, rows in confusions.items():
             outputs.write_json(plots / f"{name}.json", rows)

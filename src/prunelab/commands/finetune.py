@@ -15,6 +15,7 @@ from prunelab.errors import UserError
 from prunelab.io import staged_outputs
 from prunelab.measure import sparsity_report
 from prunelab.params import load_params
+from prunelab.provenance import provenance_of
 from prunelab.tracking import dvclive_epochs
 from prunelab.train import EpochRecord, fit, pruned_weights_nonzero
 
@@ -81,6 +82,7 @@ def main(
                 "params_zero_after": after["params_zero"],
                 "pruned_weights_nonzero": revived,
                 "seconds": round(sum(r.seconds for r in history), 1),
+                "provenance": provenance_of(cfg.train, ckpt.meta.get("epochs")),
             },
         )
     done(f"fine-tuned for {len(history)} epoch(s)", out, metrics)

@@ -15,6 +15,7 @@ from prunelab.device import resolve_device, resolve_precision
 from prunelab.io import read_json, staged_outputs
 from prunelab.measure import count_macs, sparsity_report
 from prunelab.params import load_params
+from prunelab.provenance import provenance_of
 from prunelab.prune import amount_for_macs_reduction, check_prune_params, prune_model
 from prunelab.sensitivity import with_derived_amounts
 from prunelab.train import fine_tuning_between_steps, loss_gradients
@@ -102,6 +103,7 @@ def main(
                 "params_zeroed": after["params_zero"] - before["params_zero"],
                 **macs,
                 "layers": after["layers"],
+                "provenance": provenance_of(cfg.train, ckpt.meta.get("epochs")),
             },
         )
     done(f"pruned with {prune_cfg.method} (amount {prune_cfg.amount:g}, {prune_cfg.schedule})", out, metrics)

@@ -30,9 +30,6 @@ def point_path(folder: Path, method: str, point: float | int | str) -> Path:
 def main(
     params: ParamsOption = Path("params.yaml"),
     sweep: Annotated[Path, typer.Option(help="folder of sweep point metrics")] = Path("metrics/sweep"),
-    train_metrics: Annotated[Path, typer.Option(help="train metrics (dense validation accuracy)")] = Path(
-        "metrics/train.json"
-    ),
     table: Annotated[Path, typer.Option(help="markdown table to write")] = Path("report/sweep.md"),
     plot: Annotated[Path, typer.Option(help="DVC plot data to write")] = Path("plots/sweep.json"),
     png: Annotated[Path, typer.Option(help="PNG of the plot to write")] = Path("report/sweep.png"),
@@ -51,7 +48,10 @@ def main(
             if not path.is_file():
                 raise UserError(f"{path}: sweep point missing; run `dvc repro` (stage sweep@…) first")
             points.append(read_json(path))
-    dense = read_json(train_metrics).get("val_acc") if train_metrics.is_file() else None
+    dense_path = sweep / "dense.json"
+    if not dense_path.is_file():
+        raise UserError(f"{dense_path}: the dense reference is missing; run `dvc repro` (stage dense) first")
+    dense = read_json(dense_path)["val_acc"]
     markdown = "\n".join(
         [
             sweep_table_markdown(points, cfg.sweep.points, dense),

@@ -17,6 +17,7 @@ from prunelab.device import resolve_device, resolve_precision
 from prunelab.io import staged_outputs
 from prunelab.params import load_params
 from prunelab.predict import split_accuracy
+from prunelab.provenance import provenance
 from prunelab.prune import check_method_names, resolve_method
 from prunelab.report import save_sensitivity_png, sensitivity_markdown
 from prunelab.sensitivity import analyse, plot_rows
@@ -40,7 +41,8 @@ def main(
     derive per-layer amounts within sensitivity.budget."""
     cfg = load_params(params)
     check_method_names(cfg.sensitivity.methods, "sensitivity.methods", per_layer=True)
-    net = load_model(load_checkpoint(model), str(model)).eval()
+    ckpt = load_checkpoint(model)
+    net = load_model(ckpt, str(model)).eval()
     train, val = train_and_validation(
         data, cfg.data.val_size, cfg.data.split_seed, cfg.sensitivity.val_images
     )
@@ -58,7 +60,12 @@ def main(
             train, cfg.prune.gradient_images, batch_size=cfg.evaluate.batch_size, device=device, dtype=dtype
         )
     analysis = analyse(net, cfg.prune, cfg.sensitivity, score, gradients)
-    summary = {"val_acc_dense": analysis["val_acc_dense"], "val_images": len(val), **analysis}
+    summary = {
+        "val_acc_dense": analysis["val_acc_dense"],
+        "val_images": len(val),
+        **analysis,
+        "provenance": provenance(device, dtype, ckpt.meta.get("epochs")),
+    }
     markdown = sensitivity_markdown(summary)
     with staged_outputs() as outputs:
         for method, result in summary["methods"].items():

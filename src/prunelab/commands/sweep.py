@@ -14,8 +14,10 @@ from prunelab.compact import load_model
 from prunelab.data import train_and_validation
 from prunelab.device import resolve_device, resolve_precision
 from prunelab.errors import UserError
-from prunelab.io import write_json
+from prunelab.io import staged_outputs
 from prunelab.params import check_sweep_point, cost_target, load_params
+from prunelab.per_image import correct_path
+from prunelab.provenance import provenance
 from prunelab.prune import check_method_names
 from prunelab.sweep import score_point
 
@@ -31,6 +33,10 @@ def main(
         "data/cifar-10-batches-py"
     ),
     out: Annotated[Path, typer.Option(help="metrics JSON of this point")] = Path("metrics/sweep/point.json"),
+    correct: Annotated[
+        Path | None,
+        typer.Option(help="which validation images each score got right [default: OUT as .correct.json]"),
+    ] = None,
 ) -> None:
     """Prune the baseline one-shot with --method at --point over sweep.targets and score it on
     the validation split after each of sweep.recovery (the test set is kept for evaluate), with
@@ -41,18 +47,17 @@ def main(
     ckpt = load_checkpoint(model)
     train, val = train_and_validation(data, cfg.data.val_size, cfg.data.split_seed, cfg.sweep.val_images)
     device = resolve_device(cfg.train.device)
+    dtype = resolve_precision(cfg.train.precision, device)
     scores = score_point(
-        lambda: load_model(ckpt, str(model)),
-        cfg,
-        method,
-        parsed,
-        train,
-        val,
-        device=device,
-        dtype=resolve_precision(cfg.train.precision, device),
+        lambda: load_model(ckpt, str(model)), cfg, method, parsed, train, val, device=device, dtype=dtype
     )
-    write_json(out, scores)
-    done(f"sweep point {method} @ {point}", out)
+    correct = correct or correct_path(out)
+    with staged_outputs() as outputs:
+        outputs.write_json(
+            out, {**scores.metrics, "provenance": provenance(device, dtype, ckpt.meta.get("epochs"))}
+        )
+        outputs.write_json(correct, scores.correct)
+    done(f"sweep point {method} @ {point}", out, correct)
 
 
 def _parse_point(text: str) -> float | int | str:

@@ -13,10 +13,11 @@ import typer
 from prunelab.checkpoints import Checkpoint, load_init_state, load_state_into, save_checkpoint
 from prunelab.commands import ParamsOption, done, single_command_app
 from prunelab.data import load_split, split_validation
-from prunelab.device import device_description, dtype_name, resolve_device, resolve_precision
+from prunelab.device import resolve_device, resolve_precision
 from prunelab.io import staged_outputs
 from prunelab.models import build_model, whiten_first_conv
 from prunelab.params import load_params
+from prunelab.provenance import provenance
 from prunelab.tracking import dvclive_epochs
 from prunelab.train import fit, planned_epochs
 
@@ -85,10 +86,8 @@ def main(
                 "train_acc": round(last.train_acc, 6) if last else None,
                 "val_acc": round(last.val_acc, 6) if last and last.val_acc is not None else None,
                 "train_images": len(train_split),
-                "device": device_description(device),
-                "precision": dtype_name(resolve_precision(cfg.train.precision, device)),
-                "threads": torch.get_num_threads(),
                 "seconds": round(sum(r.seconds for r in history), 1),  # wall clock: varies run to run
+                "provenance": provenance(device, resolve_precision(cfg.train.precision, device), epochs),
             },
         )
     done("trained", out, metrics, live)
