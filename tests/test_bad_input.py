@@ -133,3 +133,23 @@ def test_shipped_params_file_has_no_duplicated_keys() -> None:
     load_params(ROOT / "params.yaml")
     assert yaml.safe_load((ROOT / "params.yaml").read_text())  # and plain YAML reads it too
     assert json.loads(to_json({"a": [1, 0.5, None]})) == {"a": [1, 0.5, None]}
+
+
+def test_yaml_aliases_that_expand_without_bound_are_refused_naming_the_key(tmp_path: Path) -> None:
+    # nine levels of ten aliases each: 10^10 values once expanded, a few hundred bytes written
+    lines = ["prune:", "  options:", "    a: &a [x, x, x, x, x, x, x, x, x, x]"]
+    for before, name in zip("abcdefgh", "bcdefghi", strict=True):
+        lines.append(f"    {name}: &{name} [{', '.join([f'*{before}'] * 10)}]")
+    params = tmp_path / "params.yaml"
+    params.write_text("\n".join(lines) + "\n")
+    _one_line_exit_2(
+        *_run("prune", "--params", str(params)),
+        "prune.options.i expands to more than 100,000 values through YAML aliases",
+    )
+    # aliases that stay small are still YAML
+    params.write_text(
+        "prune:\n  targets: &t [conv1]\n  exclude: []\nsensitivity:\n  methods: [ln_structured]\n"
+    )
+    from prunelab.params import load_params
+
+    assert load_params(params).prune.targets == ["conv1"]

@@ -72,3 +72,14 @@ def test_state_that_does_not_fit_names_the_keys() -> None:
     del state["fc.bias"]
     with pytest.raises(UserError, match=r"missing keys \[fc.bias\].*unexpected keys \[extra.weight\]"):
         load_state_into(model, state, "x.pt")
+
+
+def test_a_killed_runs_staging_folder_is_swept_by_the_next_run(tmp_path: Path) -> None:
+    target = tmp_path / "metrics.json"
+    leftover = tmp_path / ".metrics.json.k1ll3d_0.tmp"  # what a run killed mid-write leaves
+    leftover.mkdir()
+    (leftover / "metrics.json").write_text('{"acc": 0.')
+    other = tmp_path / ".metrics.json.x.abcd1234.tmp"  # output metrics.json.x's staging folder stays
+    other.mkdir()
+    write_json(target, {"acc": 0.9})
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".metrics.json.x.abcd1234.tmp", "metrics.json"]

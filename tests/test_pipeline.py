@@ -109,7 +109,13 @@ def test_repro_produces_every_output(project: tuple[Path, dict[str, str]]) -> No
     ):
         assert (root / path).exists(), path
     evaluate = json.loads((root / "metrics/evaluate.json").read_text())
-    assert set(evaluate) == {"baseline", "pruned", "finetuned", "compact", "scoring", "latency_setup"}
+    assert set(evaluate) == {"baseline", "pruned", "finetuned", "compact", "scoring", "provenance"}
+    # every metrics file says where it was made, and `dvc exp show` lists that as columns
+    for name in ("train", "baseline", "prune", "finetune", "compact", "evaluate", "sensitivity"):
+        made = json.loads((root / f"metrics/{name}.json").read_text())["provenance"]
+        assert made["precision"] == "float32" and made["epochs"] == 1 and made["versions"]["dvc"], name
+    shown = dvc(root, project[1], "exp", "show", "--csv")
+    assert "provenance.cpu" in shown and "provenance.versions.torch" in shown
     # each distinct model scored once: the baseline by evaluate_baseline, the fine-tuned model as
     # its compaction (which compact checked equal)
     assert evaluate["baseline"]["scored"] == "metrics/baseline.json"
@@ -232,7 +238,15 @@ def test_sweep_points_and_report(project: tuple[Path, dict[str, str]]) -> None:
             assert point["compression"] == pytest.approx(point["params"] / point["params_nonzero"], rel=1e-3)
             assert (point["macs_compact"] < point["macs"]) == structured
             assert point["latency_speedup_b8"] > 0 and (point["latency_speedup_b1"] == 1.0 or structured)
+    # the dense reference on the points' own images, and per-image results beside each point
+    dense = json.loads((root / "metrics/sweep/dense.json").read_text())
+    assert dense["val_images"] == point["val_images"] and dense["provenance"]["epochs"] == 1
+    assert (root / f"metrics/sweep/{PLUGIN}-2x.correct.json").is_file()
+    verdicts = json.loads((root / "report/verdicts.json").read_text())
+    assert verdicts["correction"] == "Holm" and verdicts["family_size"] >= 1
     table = (root / "report/sweep.md").read_text()
+    assert f"The dense baseline on the same images: {dense['val_acc']:.4f}" in table
+    assert "Made on " in table and f"family of {verdicts['family_size']} tests" in table
     assert "| l1_unstructured |" in table and PLUGIN in table and "mean ± std over 2 seeds" in table
     assert "(`none`)" in table and "(`bn_recalibration`)" in table and "What each point costs" in table
     assert "## Against the random floor" in table and "l1_unstructured: above its floor at" in table
@@ -317,7 +331,7 @@ def _column(row: dict[str, str], name: str) -> str:
 
 def _fingerprint(root: Path) -> dict[str, str]:
     """Hashes of every checkpoint and metrics file, wall-clock fields (time, latency) left out."""
-    timing = ("seconds", "latency", "speedup", "latency_setup")
+    timing = ("seconds", "latency", "speedup")
 
     def strip(value):
         if isinstance(value, dict):

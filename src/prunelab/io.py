@@ -9,8 +9,10 @@ leaves its previous outputs intact.
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -28,9 +30,16 @@ class StagedOutputs:
         self._staged: list[tuple[Path, Path, Path]] = []  # (staged file, target, its temp dir)
 
     def path(self, target: str | Path) -> Path:
-        """A temporary path (file or directory) that will replace `target`."""
+        """A temporary path (file or directory) that will replace `target`. A staging folder of
+        the same target left by a run that was killed before it could clean up is removed
+        first: only one run writes a given output at a time (DVC locks the workspace, and queued
+        experiments run in copies of it)."""
         target = Path(target)
         target.parent.mkdir(parents=True, exist_ok=True)
+        staging = re.compile(rf"\.{re.escape(target.name)}\.[a-z0-9_]{{8}}\.tmp")  # mkdtemp's names
+        for leftover in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
+            if staging.fullmatch(leftover.name):
+                shutil.rmtree(leftover, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
         staged = tmp / target.name
         self._staged.append((staged, target, tmp))

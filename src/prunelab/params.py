@@ -504,10 +504,55 @@ class _StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+MAX_EXPANDED_VALUES = 100_000
+"""The most values a params file may hold once its YAML aliases are expanded. A few aliases of
+aliases expand without bound (`b: [*a, *a]`, `c: [*b, *b]`, …): a free-form mapping such as
+prune.options would then grow past any memory while it is validated or written out."""
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
+    """How many values `node` holds with every alias expanded, counted once per distinct node."""
+    if id(node) not in sizes:
+        sizes[id(node)] = 0  # a recursive alias counts once; the loader refuses it later anyway
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.MappingNode):
+            children = [child for pair in node.value for child in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        sizes[id(node)] = 1 + sum(_expanded_size(child, sizes) for child in children)
+    return sizes[id(node)]
+
+
+def _check_expansion(root: yaml.Node, path: Path) -> None:
+    """Refuse a params file whose aliases expand past MAX_EXPANDED_VALUES, naming the key."""
+    sizes: dict[int, int] = {}
+    if _expanded_size(root, sizes) <= MAX_EXPANDED_VALUES:
+        return
+    keys, node = [], root
+    while isinstance(node, yaml.MappingNode):  # follow the key that holds the expansion
+        key, value = max(node.value, key=lambda pair: sizes[id(pair[1])])
+        if sizes[id(value)] <= MAX_EXPANDED_VALUES:
+            break
+        keys.append(str(key.value))
+        node = value
+    raise ParamsError(
+        f"{path}:{node.start_mark.line + 1}: {'.'.join(keys) or 'the file'} expands to more than "
+        f"{MAX_EXPANDED_VALUES:,} values through YAML aliases (*name); write the values out"
+    )
+
+
 def load_params(path: str | Path = "params.yaml") -> Params:
     path = Path(path)
     try:
-        raw = yaml.load(path.read_text(), Loader=_StrictLoader) or {}
+        loader = _StrictLoader(path.read_text())
+        try:
+            root = loader.get_single_node()
+            if root is not None:
+                _check_expansion(root, path)
+            raw = loader.construct_document(root) if root is not None else {}
+        finally:
+            loader.dispose()
+        raw = raw or {}
     except FileNotFoundError:
         raise ParamsError(f"{path}: params file not found; pass --params PATH") from None
     except yaml.YAMLError as exc:

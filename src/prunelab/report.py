@@ -1,13 +1,25 @@
 """The comparison at a glance: sweep and sensitivity results as tables, DVC plot data and PNGs.
 
-Pure formatting: every function takes the metrics the stages wrote and returns text or draws a
-figure to the path it is given."""
+Formatting: every function takes the metrics the stages wrote, and the verdicts verdicts.py
+computed from them, and returns text or draws a figure to the path it is given."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
+
+from prunelab.verdicts import (
+    ALPHA,
+    CHANCE,
+    COSTS,
+    LATENCY_NOISE,
+    NEAR_CHANCE,
+    Comparison,
+    Verdict,
+    borderline,
+    latency_batches,
+    with_latency,
+)
 
 RECOVERY_TITLES = {
     "none": "one-shot, no recovery",
@@ -46,7 +58,7 @@ def sweep_table_markdown(points: list[dict[str, Any]], grid: Grid, dense_acc: fl
         return _grid_table(points, grid, cell)
 
     seeds = max((len(s["val_acc_by_seed"]) for p in points for s in p["recovery"].values()), default=1)
-    dense = f"Dense baseline: {dense_acc:.4f}. " if dense_acc is not None else ""
+    dense = f"The dense baseline on the same images: {dense_acc:.4f}. " if dense_acc is not None else ""
     repeated = (
         f"Where a result depends on the seed (random methods, plugins, training) it is the mean ± "
         f"std over {seeds} seeds (sweep.seeds); the random methods are the floor a criterion must "
@@ -140,7 +152,41 @@ def save_sweep_png(points: list[dict[str, Any]], dense_acc: float | None, path: 
     plt.close(fig)
 
 
-def random_floor_markdown(points: list[dict[str, Any]], grid: Grid) -> str:
+def provenance_line(provenance: dict[str, Any] | None) -> str:
+    """Where a result was made, in one line (provenance.py's block)."""
+    if not provenance:
+        return "Provenance: not recorded."
+    versions = ", ".join(f"{name} {version}" for name, version in provenance["versions"].items())
+    gpu = f", GPU {provenance['gpu']}" if provenance["gpu"] != "none" else ""
+    epochs = f", baseline trained {provenance['epochs']} epochs" if provenance.get("epochs") else ""
+    return (
+        f"Made on {provenance['cpu']} ({provenance['cpu_flags']}){gpu}, {provenance['precision']}, "
+        f"{provenance['threads']} threads{epochs}; {versions}."
+    )
+
+
+def family_markdown(comparison: Comparison) -> str:
+    """What the report's verdicts are and how they were tested."""
+    return (
+        "## How the verdicts are tested\n\n"
+        f"Every verdict below is one of a family of {comparison.family.size} tests, corrected together "
+        f"by Holm's method at a family-wise error rate of {ALPHA:g}. Every model, the dense reference "
+        "included, is scored on the same validation images, so each test is paired image by image: "
+        "McNemar's exact test between two single scores; where a side was repeated over seeds, a z-test "
+        "on the per-image differences of the seed means, with each side's seed spread added. Results "
+        f"that both sit below {CHANCE + NEAR_CHANCE:.2f} (chance is {CHANCE:.2f}) are marked near chance "
+        "and not ranked. All rest on one baseline (train.seed): a verdict says how this baseline's "
+        "pruned models compare, not how a retrained baseline's would.\n"
+    )
+
+
+def _mark(verdict: Verdict) -> str:
+    return {"above": "**above**", "below": "**below**", "within noise": "≈", "near chance": "near chance"}[
+        verdict.outcome
+    ]
+
+
+def random_floor_markdown(points: list[dict[str, Any]], grid: Grid, comparison: Comparison) -> str:
     """Each method against its random floor (random units, the method's own per-layer counts),
     per recovery and point, with a verdict per method."""
     floored = [p for p in points if p.get("random_floor")]
@@ -152,57 +198,30 @@ def random_floor_markdown(points: list[dict[str, Any]], grid: Grid) -> str:
         "## Against the random floor\n",
         "Each criterion against random masks that prune exactly as many units of each layer "
         "(sweep.random_floor; mean ± std over the seeds), so only the choice of units differs: "
-        "same MACs, same parameter count. Verdicts by the two-sided z-test of the next section "
-        f"(|z| > {Z_95}): **above** or **below** the floor, else ≈ (within noise).\n",
+        "same MACs, same parameter count. **above** or **below** the floor after Holm's correction, "
+        "≈ within noise, or near chance.\n",
     ]
     for recovery in recoveries:
-
-        def floor_of(p: dict[str, Any]) -> dict[str, Any]:
-            return {"recovery": p["random_floor"], "val_images": p["val_images"]}
 
         def cell(p: dict[str, Any], r: str = recovery) -> str:
             if r not in p.get("random_floor", {}):
                 return "–"
-            z = z_score(p, floor_of(p), r)
-            mark = "**above**" if z > Z_95 else "**below**" if z < -Z_95 else "≈"
-            return f"{_accuracy(p['recovery'][r])} vs {_accuracy(p['random_floor'][r])} {mark}"
+            verdict = comparison.floor[(p["method"], p["point"], r)]
+            return f"{_accuracy(p['recovery'][r])} vs {_accuracy(p['random_floor'][r])} {_mark(verdict)}"
 
         lines.append(f"### {RECOVERY_TITLES.get(recovery, recovery)} (`{recovery}`)\n")
         lines.append(_grid_table(floored, grid, cell, methods))
-        verdicts = []
+        summaries = []
         for method in methods:
-            mine = [p for p in floored if p["method"] == method and recovery in p["random_floor"]]
-            zs = [z_score(p, floor_of(p), recovery) for p in mine]
-            above, below = sum(z > Z_95 for z in zs), sum(z < -Z_95 for z in zs)
-            verdicts.append(f"{method}: above its floor at {above} of {len(zs)} points, below at {below}")
-        lines.append("; ".join(verdicts) + ".\n")
+            mine = [v for (m, _, r), v in comparison.floor.items() if m == method and r == recovery]
+            count = {o: sum(v.outcome == o for v in mine) for o in ("above", "below", "near chance")}
+            summaries.append(
+                f"{method}: above its floor at {count['above']} of {len(mine)} points, below at "
+                f"{count['below']}"
+                + (f", near chance at {count['near chance']}" if count["near chance"] else "")
+            )
+        lines.append("; ".join(summaries) + ".\n")
     return "\n".join(lines) + "\n"
-
-
-SPEEDUP_BUDGETS = (1.5, 2.0, 3.0, 4.0)
-COMPRESSION_BUDGETS = (2.0, 4.0, 8.0)
-COSTS = {
-    "macs_speedup": ("fewer MACs once compacted", SPEEDUP_BUDGETS),
-    "latency_speedup": ("faster, measured at the largest latency batch", SPEEDUP_BUDGETS),
-    "compression": ("compression (params / nonzero)", COMPRESSION_BUDGETS),
-}
-
-
-LATENCY_NOISE = 0.15
-"""How far a sweep's measured speed-up moved between two runs of the same comparison on one
-machine (40 speed-ups: std 0.046–0.047, at most 0.13–0.15; README): a point that clears a
-latency budget by less may miss it in the next run."""
-
-
-def latency_batches(points: list[dict[str, Any]]) -> list[int]:
-    keys = {k for p in points for k in p if k.startswith("latency_speedup_b")}
-    return sorted(int(k.removeprefix("latency_speedup_b")) for k in keys)
-
-
-def with_latency(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Points with `latency_speedup`: the measured speed-up at the largest batch size."""
-    largest = max(latency_batches(points), default=None)
-    return [{**p, "latency_speedup": p[f"latency_speedup_b{largest}"] if largest else 1.0} for p in points]
 
 
 def claimed_vs_realised_markdown(points: list[dict[str, Any]], grid: Grid) -> str:
@@ -230,70 +249,43 @@ def claimed_vs_realised_markdown(points: list[dict[str, Any]], grid: Grid) -> st
     return "\n".join(lines) + "\n" + _grid_table(points, grid, cell, structured)
 
 
-def best_at_budgets_markdown(points: list[dict[str, Any]]) -> str:
+def best_at_budgets_markdown(comparison: Comparison) -> str:
     """For each cost budget, the methods ranked by their best accuracy among the points that
-    reach it, after the most thorough recovery the sweep ran (the last in sweep.recovery)."""
-    points = with_latency(points)
-    recovery = list(dict.fromkeys(r for p in points for r in p["recovery"]))[-1]
+    reach it, after the most thorough recovery the sweep ran, with the first against the second."""
+    recovery = comparison.recovery
     lines = [
         f"## Best method at each budget ({RECOVERY_TITLES.get(recovery, recovery)})\n",
         "Per budget, each method's most accurate point that reaches it, best first (at most three). "
         "A cost target of sweep.points is met at the smallest amount that reaches it; a point given "
-        "as an amount may overshoot the budget. The verdict "
-        "says the first beats the second only when a two-sided z-test on their difference is "
-        f"significant at 95 % (z > {Z_95}), with each accuracy's binomial error on the "
-        "validation images plus, where it was repeated, the standard error of its mean over seeds "
-        "(unpaired, hence conservative: both are scored on the same images). A measured "
+        "as an amount may overshoot the budget. The verdict compares the first with the second, "
+        "paired over the images and corrected with the rest of the family (above). A measured "
         f"speed-up that clears its budget by less than {LATENCY_NOISE}× is marked: between two runs "
         f"of a comparison on one machine, speed-ups moved by up to {LATENCY_NOISE}×, so such a "
         "point may miss the budget in the next run and the ranking change.\n",
     ]
-    for cost, (label, budgets) in COSTS.items():
-        for budget in budgets:
-            best: dict[str, dict[str, Any]] = {}
-            for p in points:
-                acc = p["recovery"][recovery]["val_acc"]
-                if p[cost] >= budget and acc > best.get(p["method"], {}).get("recovery", {}).get(
-                    recovery, {}
-                ).get("val_acc", -1.0):
-                    best[p["method"]] = p
-            ranked = sorted(best.values(), key=lambda p: -p["recovery"][recovery]["val_acc"])[:3]
+    for cost, (title, _) in COSTS.items():
+        for ranking in (b for b in comparison.budgets if b.cost == cost):
+            budget = ranking.budget
             entries = ", then ".join(
                 f"{p['method']} {_accuracy(p['recovery'][recovery])} (amount {p['amount']:.3g}, {p[cost]:.2f}×"
-                + (", within the noise of the budget" if _borderline(p, cost, budget) else "")
+                + (", within the noise of the budget" if borderline(p, cost, budget) else "")
                 + ")"
-                for p in ranked
+                for p in ranking.ranked
             )
             verdict = ""
-            if len(ranked) > 1:
-                z = z_score(ranked[0], ranked[1], recovery)
-                relation = "beats" if z > Z_95 else "is within noise of"
-                verdict = f". **{ranked[0]['method']} {relation} {ranked[1]['method']}** (z = {z:.1f})"
-            lines.append(f"- **≥ {budget:g}× {label}**: {entries or 'no point reaches it'}{verdict}")
+            if ranking.verdict is not None:
+                first, second = ranking.ranked[0]["method"], ranking.ranked[1]["method"]
+                verdict = ". " + _pair_verdict(first, second, ranking.verdict)
+            lines.append(f"- **≥ {budget:g}× {title}**: {entries or 'no point reaches it'}{verdict}")
         lines.append("")
     return "\n".join(lines) + "\n"
 
 
-def _borderline(point: dict[str, Any], cost: str, budget: float) -> bool:
-    return cost == "latency_speedup" and point[cost] - budget < LATENCY_NOISE
-
-
-Z_95 = 1.96
-
-
-def z_score(a: dict[str, Any], b: dict[str, Any], recovery: str) -> float:
-    """(acc a − acc b) / standard error of the difference, each accuracy's variance being its
-    binomial sampling variance on the validation images plus its seed spread, both over the
-    number of seeds averaged."""
-
-    def variance(point: dict[str, Any]) -> float:
-        result = point["recovery"][recovery]
-        acc, seeds = result["val_acc"], len(result["val_acc_by_seed"])
-        return (acc * (1 - acc) / point["val_images"] + result["val_acc_std"] ** 2) / seeds
-
-    difference = a["recovery"][recovery]["val_acc"] - b["recovery"][recovery]["val_acc"]
-    error = math.sqrt(variance(a) + variance(b))
-    return difference / error if error > 0 else math.inf
+def _pair_verdict(first: str, second: str, verdict: Verdict) -> str:
+    if verdict.test is None:
+        return f"**{first} and {second} are both near chance** (not ranked)"
+    relation = "beats" if verdict.outcome == "above" else "is within noise of"
+    return f"**{first} {relation} {second}** (p = {verdict.test.p:.2g}, Holm {verdict.p_holm:.2g})"
 
 
 def pareto_points(points: list[dict[str, Any]], recovery: str, cost: str) -> set[tuple[str, Any]]:
@@ -351,69 +343,6 @@ def save_pareto_png(points: list[dict[str, Any]], dense_acc: float | None, path:
     axes[0].set_ylabel("validation accuracy")
     axes[-1].legend(fontsize=8)
     fig.suptitle(f"Accuracy against cost, {RECOVERY_TITLES.get(recovery, recovery)}", fontsize=11)
-    fig.tight_layout()
-    fig.savefig(path, format="png")  # the caller stages `path` (io.staged_outputs)
-    plt.close(fig)
-
-
-def sensitivity_markdown(summary: dict[str, Any]) -> str:
-    lines = [
-        "# Per-layer sensitivity\n",
-        f"Validation accuracy (first {summary['val_images']} validation images) when one layer — or one "
-        f"group of convs coupled by residual additions — is pruned alone. Dense: {summary['val_acc_dense']:.4f}.\n",
-    ]
-    for method, result in summary["methods"].items():
-        curves = result["curves"]
-        amounts = list(next(iter(curves.values())))
-        lines += [
-            f"## {method}\n",
-            "| layer | " + " | ".join(amounts) + " |",
-            "|---|" + "---|" * len(amounts),
-        ]
-        lines += [
-            f"| {unit} | " + " | ".join(f"{c[a]:.4f}" for a in amounts) + " |" for unit, c in curves.items()
-        ]
-        d = result["derived"]
-        verdict = "beats" if d["val_acc"] > d["uniform_val_acc"] else "does not beat"
-        lines += [
-            "",
-            f"Derived amounts (loss ≤ {summary['budget']:.3f} per layer): "
-            + ", ".join(f"{k} {v:g}" for k, v in d["per_layer"].items()),
-            "",
-            f"At the same sparsity of these layers ({d['sparsity']:.3f} derived, {d['uniform_sparsity']:.3f} uniform), "
-            f"the derived amounts reach {d['val_acc']:.4f} and uniform pruning {d['uniform_val_acc']:.4f}: "
-            f"derived {verdict} uniform.\n",
-        ]
-    return "\n".join(lines) + "\n"
-
-
-def save_sensitivity_png(summary: dict[str, Any], path: Path) -> None:
-    """One heat map per method: accuracy loss per layer (rows) and amount (columns)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    methods = summary["methods"]
-    height = max(len(r["curves"]) for r in methods.values()) * 0.35 + 1.5
-    fig, axes = plt.subplots(1, len(methods), figsize=(5 * len(methods), height), dpi=120, squeeze=False)
-    for ax, (method, result) in zip(axes[0], methods.items(), strict=True):
-        units = list(result["curves"])
-        amounts = list(next(iter(result["curves"].values())))
-        loss = (
-            np.array([[summary["val_acc_dense"] - result["curves"][u][a] for a in amounts] for u in units])
-            * 100
-        )
-        image = ax.imshow(loss, cmap="Reds", vmin=0, vmax=max(5.0, float(loss.max())), aspect="auto")
-        ax.set_xticks(range(len(amounts)), amounts)
-        ax.set_yticks(range(len(units)), [u if len(u) < 28 else u[:25] + "…" for u in units], fontsize=7)
-        for i in range(len(units)):
-            for j in range(len(amounts)):
-                ax.text(j, i, f"{loss[i, j]:.1f}", ha="center", va="center", fontsize=7)
-        ax.set_xlabel("amount pruned")
-        ax.set_title(f"{method}: accuracy loss (points)", fontsize=9)
-        fig.colorbar(image, ax=ax, fraction=0.046)
     fig.tight_layout()
     fig.savefig(path, format="png")  # the caller stages `path` (io.staged_outputs)
     plt.close(fig)

@@ -14,12 +14,15 @@ from prunelab.params import load_params
 from prunelab.report import (
     best_at_budgets_markdown,
     claimed_vs_realised_markdown,
+    family_markdown,
     plot_rows,
+    provenance_line,
     random_floor_markdown,
     save_pareto_png,
     save_sweep_png,
     sweep_table_markdown,
 )
+from prunelab.verdicts import compare_sweep, load_point_scores
 
 
 def point_path(folder: Path, method: str, point: float | int | str) -> Path:
@@ -33,6 +36,9 @@ def main(
     table: Annotated[Path, typer.Option(help="markdown table to write")] = Path("report/sweep.md"),
     plot: Annotated[Path, typer.Option(help="DVC plot data to write")] = Path("plots/sweep.json"),
     png: Annotated[Path, typer.Option(help="PNG of the plot to write")] = Path("report/sweep.png"),
+    verdicts: Annotated[Path, typer.Option(help="every verdict of the report, as JSON")] = Path(
+        "report/verdicts.json"
+    ),
     pareto: Annotated[Path, typer.Option(help="PNG of accuracy against cost to write")] = Path(
         "report/pareto.png"
     ),
@@ -41,32 +47,37 @@ def main(
     random floor, the best method at each cost budget, an accuracy-vs-sparsity plot and
     accuracy-vs-cost plots."""
     cfg = load_params(params)
-    points = []
+    points, scores = [], {}
     for method in cfg.sweep.methods:
         for point in cfg.sweep.points:
             path = point_path(sweep, method, point)
             if not path.is_file():
                 raise UserError(f"{path}: sweep point missing; run `dvc repro` (stage sweep@…) first")
             points.append(read_json(path))
+            scores[(method, point)] = load_point_scores(path)
     dense_path = sweep / "dense.json"
     if not dense_path.is_file():
         raise UserError(f"{dense_path}: the dense reference is missing; run `dvc repro` (stage dense) first")
-    dense = read_json(dense_path)["val_acc"]
+    dense = read_json(dense_path)
+    comparison = compare_sweep(points, scores)
     markdown = "\n".join(
         [
-            sweep_table_markdown(points, cfg.sweep.points, dense),
-            random_floor_markdown(points, cfg.sweep.points),
+            sweep_table_markdown(points, cfg.sweep.points, dense["val_acc"]),
+            provenance_line(dense.get("provenance")) + "\n",
+            family_markdown(comparison),
+            random_floor_markdown(points, cfg.sweep.points, comparison),
             claimed_vs_realised_markdown(points, cfg.sweep.points),
-            best_at_budgets_markdown(points),
+            best_at_budgets_markdown(comparison),
         ]
     )
     with staged_outputs() as outputs:
         outputs.write_text(table, markdown)
         outputs.write_json(plot, plot_rows(points))
-        save_sweep_png(points, dense, outputs.path(png))
-        save_pareto_png(points, dense, outputs.path(pareto))
+        outputs.write_json(verdicts, {"provenance": dense.get("provenance"), **comparison.as_dict()})
+        save_sweep_png(points, dense["val_acc"], outputs.path(png))
+        save_pareto_png(points, dense["val_acc"], outputs.path(pareto))
     console.print(markdown, markup=False)  # as text: rendered tables would cut cells
-    done("report", table, plot, png, pareto)
+    done("report", table, plot, png, pareto, verdicts)
 
 
 app = single_command_app(main)

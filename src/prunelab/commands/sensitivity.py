@@ -19,8 +19,8 @@ from prunelab.params import load_params
 from prunelab.predict import split_accuracy
 from prunelab.provenance import provenance
 from prunelab.prune import check_method_names, resolve_method
-from prunelab.report import save_sensitivity_png, sensitivity_markdown
 from prunelab.sensitivity import analyse, plot_rows
+from prunelab.sensitivity_report import save_sensitivity_png, sensitivity_markdown
 from prunelab.train import loss_gradients
 
 

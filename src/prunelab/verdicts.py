@@ -1,0 +1,327 @@
+"""The comparison's statistics: paired tests over the same images, seed variation where there is
+any, and Holm's correction over every verdict a report prints.
+
+Every sweep point, its random floor and the dense reference are scored on the same validation
+images, and each score keeps which images it got right (per_image.py). So two results are
+compared image by image:
+
+- one score against one score (two deterministic results): McNemar's exact test, a two-sided
+  binomial test on the images that only one of them gets right (scipy's `binomtest`);
+- where either side was repeated over seeds: the per-image difference of the seed means, whose
+  variance over the images is the images' part of the error, plus each side's spread of seed
+  accuracies over its number of seeds (the seeds' part, which averaging over the same images
+  does not shrink). The second term also holds some of the first, so the test errs towards
+  "within noise".
+
+A difference whose error is zero (the two agree on every image, or a side never varies) gets no
+verdict beyond what its images support: with no image in disagreement it is p = 1, never an
+infinite z. Two results that both sit near chance are not ranked at all.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from prunelab.io import read_json
+from prunelab.per_image import correct_path, decode
+
+ALPHA = 0.05
+"""The family-wise error rate of a report's verdicts (Holm)."""
+
+CHANCE = 0.1
+"""Top-1 accuracy of guessing on CIFAR-10's 10 classes."""
+
+NEAR_CHANCE = 0.05
+"""Two results both below CHANCE + NEAR_CHANCE are called near chance and not ranked: a network
+that guesses has no order worth reporting."""
+
+
+@dataclass(frozen=True)
+class Scores:
+    """One result on the comparison's images: which images it got right, one row per seed."""
+
+    correct: np.ndarray  # seeds × images, bool
+
+    @property
+    def seeds(self) -> int:
+        return self.correct.shape[0]
+
+    @property
+    def accuracy(self) -> float:
+        return float(self.correct.mean())
+
+
+@dataclass(frozen=True)
+class Test:
+    """A paired comparison of a against b: difference of accuracies, its z (NaN for the exact
+    test), its two-sided p-value, and which test gave it."""
+
+    difference: float
+    z: float
+    p: float
+    test: str
+
+
+def paired_test(a: Scores, b: Scores) -> Test:
+    """a against b on the same images (see the module's docstring)."""
+    if a.correct.shape[1] != b.correct.shape[1]:
+        raise ValueError(f"scored on {a.correct.shape[1]} and {b.correct.shape[1]} images: not paired")
+    difference = a.accuracy - b.accuracy
+    if a.seeds == 1 and b.seeds == 1:
+        only_a = int((a.correct[0] & ~b.correct[0]).sum())
+        only_b = int((b.correct[0] & ~a.correct[0]).sum())
+        if only_a + only_b == 0:
+            return Test(difference, math.nan, 1.0, "McNemar exact")
+        p = stats.binomtest(only_a, only_a + only_b, 0.5).pvalue
+        return Test(difference, math.nan, float(p), "McNemar exact")
+    per_image = a.correct.mean(0) - b.correct.mean(0)
+    images = len(per_image)
+    variance = per_image.var(ddof=1) / images + _seed_variance(a) + _seed_variance(b)
+    if variance == 0:
+        return Test(difference, 0.0, 1.0, "paired z, images and seeds")
+    z = difference / math.sqrt(variance)
+    return Test(difference, z, float(2 * stats.norm.sf(abs(z))), "paired z, images and seeds")
+
+
+def _seed_variance(scores: Scores) -> float:
+    """The variance of a seed-mean accuracy from the spread of its seeds (0 for one seed: a
+    deterministic result on one baseline does not vary)."""
+    if scores.seeds < 2:
+        return 0.0
+    return float(scores.correct.mean(1).var(ddof=1)) / scores.seeds
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values, in the order given: reject where adjusted ≤ ALPHA and
+    the family-wise error rate stays at ALPHA."""
+    order = sorted(range(len(pvalues)), key=lambda i: pvalues[i])
+    adjusted = [1.0] * len(pvalues)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(pvalues) - rank) * pvalues[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def near_chance(*accuracies: float) -> bool:
+    return all(acc < CHANCE + NEAR_CHANCE for acc in accuracies)
+
+
+# ---------------------------------------------------------------------------------------------
+# The sweep's files
+
+
+def load_point_scores(metrics_path: Path) -> dict[str, dict[str, Scores]]:
+    """{"recovery" | "random_floor": {recovery: Scores}} of one sweep point, from the
+    .correct.json beside its metrics."""
+    raw = read_json(correct_path(metrics_path))
+    images = raw["images"]
+    return {
+        side: {
+            recovery: Scores(np.stack([decode(bits, images) for bits in by_seed.values()]))
+            for recovery, by_seed in raw[side].items()
+        }
+        for side in ("recovery", "random_floor")
+    }
+
+
+def load_dense_scores(metrics_path: Path) -> Scores:
+    raw = read_json(correct_path(metrics_path))
+    return Scores(decode(raw["dense"], raw["images"])[None, :])
+
+
+@dataclass
+class Verdict:
+    """One line of a report: a against b, tested or not, and after Holm's correction."""
+
+    a: str
+    b: str
+    accuracy_a: float
+    accuracy_b: float
+    test: Test | None  # None: both near chance, not ranked
+    p_holm: float = 1.0
+
+    @property
+    def outcome(self) -> str:
+        """'above', 'below', 'within noise' or 'near chance'."""
+        if self.test is None:
+            return "near chance"
+        if self.p_holm > ALPHA:
+            return "within noise"
+        return "above" if self.test.difference > 0 else "below"
+
+    def as_dict(self) -> dict[str, Any]:
+        test = self.test
+        return {
+            "a": self.a,
+            "b": self.b,
+            "accuracy_a": round(self.accuracy_a, 6),
+            "accuracy_b": round(self.accuracy_b, 6),
+            "difference": round(test.difference, 6) if test else None,
+            "z": None if test is None or math.isnan(test.z) else round(test.z, 3),
+            "p": round(test.p, 6) if test else None,
+            "p_holm": round(self.p_holm, 6) if test else None,
+            "test": test.test if test else None,
+            "outcome": self.outcome,
+        }
+
+
+class Family:
+    """The verdicts of one report, corrected together for their number (Holm)."""
+
+    def __init__(self) -> None:
+        self.verdicts: dict[tuple[str, str], Verdict] = {}
+
+    def compare(self, a: str, b: str, scores_a: Scores, scores_b: Scores) -> Verdict:
+        """a against b; the same pair asked again (one ranking at two budgets) is one verdict."""
+        if (a, b) not in self.verdicts:
+            accuracy_a, accuracy_b = scores_a.accuracy, scores_b.accuracy
+            test = None if near_chance(accuracy_a, accuracy_b) else paired_test(scores_a, scores_b)
+            self.verdicts[(a, b)] = Verdict(a, b, accuracy_a, accuracy_b, test)
+        return self.verdicts[(a, b)]
+
+    def correct(self) -> None:
+        """Apply Holm's correction over every tested verdict (call once all are in)."""
+        tested = [v for v in self.verdicts.values() if v.test is not None]
+        for verdict, adjusted in zip(tested, holm([v.test.p for v in tested]), strict=True):  # type: ignore[union-attr]
+            verdict.p_holm = adjusted
+
+    @property
+    def size(self) -> int:
+        return sum(v.test is not None for v in self.verdicts.values())
+
+
+# ---------------------------------------------------------------------------------------------
+# The comparison's verdicts: each criterion against its random floor, and the best methods at
+# each cost budget, one family
+
+SPEEDUP_BUDGETS = (1.5, 2.0, 3.0, 4.0)
+COMPRESSION_BUDGETS = (2.0, 4.0, 8.0)
+COSTS = {
+    "macs_speedup": ("fewer MACs once compacted", SPEEDUP_BUDGETS),
+    "latency_speedup": ("faster, measured at the largest latency batch", SPEEDUP_BUDGETS),
+    "compression": ("compression (params / nonzero)", COMPRESSION_BUDGETS),
+}
+
+LATENCY_NOISE = 0.15
+"""How far a sweep's measured speed-up moved between two runs of the same comparison on one
+machine (40 speed-ups: std 0.046–0.047, at most 0.13–0.15, on an Intel Xeon with AMX): a point
+that clears a latency budget by less may miss it in the next run."""
+
+
+def latency_batches(points: list[dict[str, Any]]) -> list[int]:
+    keys = {k for p in points for k in p if k.startswith("latency_speedup_b")}
+    return sorted(int(k.removeprefix("latency_speedup_b")) for k in keys)
+
+
+def with_latency(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Points with `latency_speedup`: the measured speed-up at the largest batch size."""
+    largest = max(latency_batches(points), default=None)
+    return [{**p, "latency_speedup": p[f"latency_speedup_b{largest}"] if largest else 1.0} for p in points]
+
+
+def borderline(point: dict[str, Any], cost: str, budget: float) -> bool:
+    """A measured speed-up that clears its budget by less than the run-to-run noise."""
+    return cost == "latency_speedup" and point[cost] - budget < LATENCY_NOISE
+
+
+def last_recovery(points: list[dict[str, Any]]) -> str:
+    """The most thorough recovery the sweep ran (the last of sweep.recovery)."""
+    return list(dict.fromkeys(r for p in points for r in p["recovery"]))[-1]
+
+
+def label(point: dict[str, Any]) -> str:
+    return f"{point['method']} @ {point['point']}"
+
+
+@dataclass
+class BudgetRanking:
+    """Per cost budget: each method's most accurate point that reaches it, best first (at most
+    three), and the verdict of the first against the second."""
+
+    cost: str
+    budget: float
+    ranked: list[dict[str, Any]]
+    verdict: Verdict | None
+
+
+@dataclass
+class Comparison:
+    """Every verdict of one report, corrected together."""
+
+    floor: dict[tuple[str, Any, str], Verdict]  # (method, point, recovery)
+    budgets: list[BudgetRanking]
+    recovery: str  # of the budget rankings
+    family: Family
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "alpha": ALPHA,
+            "correction": "Holm",
+            "family_size": self.family.size,
+            "near_chance_below": CHANCE + NEAR_CHANCE,
+            "against_random_floor": [
+                {"method": m, "point": p, "recovery": r, **v.as_dict()} for (m, p, r), v in self.floor.items()
+            ],
+            "best_at_budget": [
+                {
+                    "cost": b.cost,
+                    "budget": b.budget,
+                    "recovery": self.recovery,
+                    "ranked": [label(p) for p in b.ranked],
+                    **({"verdict": b.verdict.as_dict()} if b.verdict else {}),
+                }
+                for b in self.budgets
+            ],
+        }
+
+
+def compare_sweep(
+    points: list[dict[str, Any]], scores: dict[tuple[str, Any], dict[str, dict[str, Scores]]]
+) -> Comparison:
+    """The report's verdicts: every criterion against its random floor after each recovery, and
+    the first against the second method at each cost budget after the last recovery; `scores`
+    holds each point's per-image results by (method, point) (load_point_scores)."""
+    family = Family()
+    floor = {}
+    for p in points:
+        mine = scores[(p["method"], p["point"])]
+        for recovery, floor_scores in mine["random_floor"].items():
+            floor[(p["method"], p["point"], recovery)] = family.compare(
+                f"{label(p)}, {recovery}",
+                f"its random floor, {recovery}",
+                mine["recovery"][recovery],
+                floor_scores,
+            )
+    points = with_latency(points)
+    recovery = last_recovery(points)
+    budgets = []
+    for cost, (_, levels) in COSTS.items():
+        for budget in levels:
+            best: dict[str, dict[str, Any]] = {}
+            for p in points:
+                if p[cost] < budget:
+                    continue
+                acc = p["recovery"][recovery]["val_acc"]
+                if p["method"] not in best or acc > best[p["method"]]["recovery"][recovery]["val_acc"]:
+                    best[p["method"]] = p
+            ranked = sorted(best.values(), key=lambda p: -p["recovery"][recovery]["val_acc"])[:3]
+            verdict = None
+            if len(ranked) > 1:
+                first, second = ranked[0], ranked[1]
+                verdict = family.compare(
+                    f"{label(first)}, {recovery}",
+                    f"{label(second)}, {recovery}",
+                    scores[(first["method"], first["point"])]["recovery"][recovery],
+                    scores[(second["method"], second["point"])]["recovery"][recovery],
+                )
+            budgets.append(BudgetRanking(cost, budget, ranked, verdict))
+    family.correct()
+    return Comparison(floor, budgets, recovery, family)
