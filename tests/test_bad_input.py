@@ -87,8 +87,10 @@ def _earlier_outputs(folder: Path) -> dict[Path, str]:
 
 
 def test_diverging_training_stops_with_a_clear_error_and_keeps_earlier_outputs(
-    data_dir: Path, tmp_path: Path
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # 2 threads, whatever else runs: on 1 this loss stays huge but finite for the one epoch
+    monkeypatch.setenv("PRUNELAB_THREADS", "2")
     params = write_params(tmp_path / "params.yaml", {"train": {**TINY["train"], "lr": 1e6, "warmup": 0.0}})
     earlier = _earlier_outputs(tmp_path)
     code, output = _run(

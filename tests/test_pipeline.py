@@ -17,8 +17,11 @@ from pathlib import Path
 import pytest
 import yaml
 from dvc.repo import Repo
+from typer.testing import CliRunner
 
+from prunelab import cli
 from prunelab.fetch import CHECKSUMS_ENV
+from prunelab.figures import BEGIN, END
 from tests.conftest import ROOT, write_params
 
 PLUGIN = "prunelab.examples.fpgm:GeometricMedianStructured"
@@ -257,6 +260,19 @@ def test_sweep_points_and_report(project: tuple[Path, dict[str, str]]) -> None:
     assert "Claimed against realised speed-up" in table
     for png in ("report/sweep.png", "report/pareto.png"):
         assert (root / png).read_bytes()[:4] == b"\x89PNG"
+    # the README's results are rendered from these metrics, and a changed figure is caught
+    readme = root.parent / f"{root.name}-README.md"
+    readme.write_text(f"# x\n\n{BEGIN.format(name='results')}\n{END.format(name='results')}\n")
+    figures = ["figures", "--readme", str(readme), "--root", str(root)]
+    assert CliRunner().invoke(cli.app, [*figures, "--check"]).exit_code == 2
+    assert CliRunner().invoke(cli.app, figures).exit_code == 0
+    rendered = readme.read_text()
+    assert "| compact: " in rendered and "Made on " in rendered and "| ≥ 2× |" in rendered
+    assert f"{dense['val_acc']:.4f} on the same images" in rendered
+    assert CliRunner().invoke(cli.app, [*figures, "--check"]).exit_code == 0
+    readme.write_text(rendered.replace("| ≥ 2× |", "| ≥ 2.5× |"))
+    checked = CliRunner().invoke(cli.app, [*figures, "--check"])
+    assert checked.exit_code == 2 and "results differ from the metrics" in checked.output
     assert len(json.loads((root / "plots/sweep.json").read_text())) == 8  # 4 points × 2 recoveries
 
 

@@ -7,8 +7,10 @@ import typer
 from prunelab.commands import (
     compact,
     dense,
+    diff,
     evaluate,
     fetch,
+    figures,
     finetune,
     prune,
     report,
@@ -19,7 +21,20 @@ from prunelab.commands import (
 )
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None, no_args_is_help=True, help=__doc__)
-for module in (fetch, train, prune, finetune, compact, evaluate, dense, sweep, report, sensitivity):
+for module in (
+    fetch,
+    train,
+    prune,
+    finetune,
+    compact,
+    evaluate,
+    dense,
+    sweep,
+    report,
+    sensitivity,
+    diff,
+    figures,
+):
     app.command(module.__name__.rsplit(".", 1)[-1], help=module.main.__doc__)(user_errors_exit(module.main))
 
 if __name__ == "__main__":

@@ -115,7 +115,9 @@ def plot_rows(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
-def save_sweep_png(points: list[dict[str, Any]], dense_acc: float | None, path: Path) -> None:
+def save_sweep_png(
+    points: list[dict[str, Any]], dense_acc: float | None, path: Path, made: dict[str, Any] | None = None
+) -> None:
     """Accuracy against sparsity, one panel per recovery, one line per method."""
     import matplotlib
 
@@ -147,7 +149,7 @@ def save_sweep_png(points: list[dict[str, Any]], dense_acc: float | None, path: 
     axes[0][0].set_ylabel("validation accuracy")
     axes[0][-1].legend(fontsize=8)
     fig.suptitle("Accuracy vs sparsity (bars: std over seeds)", fontsize=11)
-    fig.tight_layout()
+    _footer(fig, made)
     fig.savefig(path, format="png")  # the caller stages `path` (io.staged_outputs)
     plt.close(fig)
 
@@ -288,6 +290,12 @@ def _pair_verdict(first: str, second: str, verdict: Verdict) -> str:
     return f"**{first} {relation} {second}** (p = {verdict.test.p:.2g}, Holm {verdict.p_holm:.2g})"
 
 
+def _footer(fig: Any, made: dict[str, Any] | None) -> None:
+    """Lay out the figure with its provenance line under it."""
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    fig.text(0.01, 0.01, provenance_line(made), fontsize=7, color="dimgrey")
+
+
 def pareto_points(points: list[dict[str, Any]], recovery: str, cost: str) -> set[tuple[str, Any]]:
     """(method, point) of the points no other point beats on both cost and accuracy."""
     front = set()
@@ -304,7 +312,9 @@ def pareto_points(points: list[dict[str, Any]], recovery: str, cost: str) -> set
     return front
 
 
-def save_pareto_png(points: list[dict[str, Any]], dense_acc: float | None, path: Path) -> None:
+def save_pareto_png(
+    points: list[dict[str, Any]], dense_acc: float | None, path: Path, made: dict[str, Any] | None = None
+) -> None:
     """Accuracy against MACs speed-up and against compression, after the last recovery; rings
     mark the Pareto front."""
     import matplotlib
@@ -343,6 +353,6 @@ def save_pareto_png(points: list[dict[str, Any]], dense_acc: float | None, path:
     axes[0].set_ylabel("validation accuracy")
     axes[-1].legend(fontsize=8)
     fig.suptitle(f"Accuracy against cost, {RECOVERY_TITLES.get(recovery, recovery)}", fontsize=11)
-    fig.tight_layout()
+    _footer(fig, made)
     fig.savefig(path, format="png")  # the caller stages `path` (io.staged_outputs)
     plt.close(fig)

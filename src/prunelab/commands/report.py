@@ -74,8 +74,8 @@ def main(
         outputs.write_text(table, markdown)
         outputs.write_json(plot, plot_rows(points))
         outputs.write_json(verdicts, {"provenance": dense.get("provenance"), **comparison.as_dict()})
-        save_sweep_png(points, dense["val_acc"], outputs.path(png))
-        save_pareto_png(points, dense["val_acc"], outputs.path(pareto))
+        save_sweep_png(points, dense["val_acc"], outputs.path(png), dense.get("provenance"))
+        save_pareto_png(points, dense["val_acc"], outputs.path(pareto), dense.get("provenance"))
     console.print(markdown, markup=False)  # as text: rendered tables would cut cells
     done("report", table, plot, png, pareto, verdicts)
 
