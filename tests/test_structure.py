@@ -328,3 +328,54 @@ def test_every_stage_lists_the_params_it_reads(
             problems.append(f"stage {name} reads {unlisted}; add them to its params in dvc.yaml")
         assert params_reads.keys, f"stage {name}: no params read recorded; is the recorder working?"
     assert not problems, "\n".join(problems)
+
+
+def stage_instances(stage: dict) -> int:
+    """How many stages DVC runs for one entry of dvc.yaml: a matrix's every combination."""
+    if "matrix" not in stage:
+        return 1
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    count = 1
+    for value in stage["matrix"].values():  # ${sweep.methods}: a list in params.yaml
+        section, key = value.strip("${}").split(".")
+        count *= len(params[section][key])
+    return count
+
+
+def reruns_table() -> str:
+    """Which stage instances an edit of each src module reruns (its dependants in dvc.yaml's
+    deps), most first: what splitting a module at its seams would shrink."""
+    all_stages = stages()
+    total = sum(stage_instances(s) for s in all_stages.values())
+    rows = []
+    for path in sorted(set(library_modules().values())):
+        name = str(path.relative_to(ROOT))
+        users = [
+            n
+            for n, s in all_stages.items()
+            if name in (d if isinstance(d, str) else next(iter(d)) for d in s["deps"])
+        ]
+        if users:
+            count = sum(stage_instances(all_stages[n]) for n in users)
+            rows.append((count, name, users))
+    rows.sort(key=lambda row: (-row[0], row[1]))
+    lines = [
+        f"An edit of a module reruns {sum(r[0] for r in rows) / len(rows):.1f} of the {total} stage instances "
+        f"on average ({len(rows)} modules).",
+        "",
+        f"| module | stage instances an edit reruns (of {total}) | stages |",
+        "|---|---|---|",
+        *(
+            f"| `{name.removeprefix('src/prunelab/')}` | {count} | {', '.join(users)} |"
+            for count, name, users in rows
+        ),
+    ]
+    return "\n".join(lines)
+
+
+def test_developers_reruns_table_is_current() -> None:
+    text = (ROOT / "DEVELOPERS.md").read_text()
+    begin, end = "<!-- reruns table: tests/test_structure.py -->\n", "\n<!-- end of reruns table -->"
+    assert begin in text and end in text, "DEVELOPERS.md lost its reruns table's markers"
+    current = text.split(begin)[1].split(end)[0]
+    assert current == reruns_table(), "DEVELOPERS.md's reruns table is stale; paste:\n" + reruns_table()
