@@ -14,7 +14,7 @@ from tests.conftest import ROOT
 FIGURE = re.compile(
     r"(?<![\w.×])\d+(?:\.\d+)?×(?!\d)"  # a ratio: 4×, 1.5× (not a kernel size, 3×3)
     r"|(?<![\w.])\d+(?:\.\d+)?\s?%"  # a percentage: 92 %
-    r"|(?<![\w.])\d+(?:,\d{3})*\.\d+(?![\w.])"  # a decimal: 0.9231, 1,166.5
+    r"|(?<![\w.])\d+(?:,\d{3})*\.\d+(?!\.?\d)(?!\w)"  # a decimal: 0.9231, 1,166.5 (not a version: 2.15.0)
 )
 
 # What may stay typed by hand, per file, with the reason. Everything else is generated.
