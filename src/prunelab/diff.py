@@ -220,6 +220,8 @@ def _evaluated(result: Diff, old: Tree, new: Tree, name: str, model: str, a: dic
     _exact(result, f"{name}.{model}", a, b)
     if a["acc"] == b["acc"] and a.get("checkpoint_sha256") == b.get("checkpoint_sha256"):
         return
+    if str(a.get("scored", "")).startswith("as ") and str(b.get("scored", "")).startswith("as "):
+        return  # the score of its twin (`scored: as compact`), tested in the twin's row
     rows = old.read(f"plots/confusion/{model}.json"), new.read(f"plots/confusion/{model}.json")
     if all(r and len(r) == len(rows[0]) for r in rows):
         # the test set's order is fixed: row i is image i on both sides
@@ -307,7 +309,7 @@ def _unpaired(family: Family, metric: str, a: Any, b: Any) -> Verdict:
 
 
 def diff_markdown(old: Tree, new: Tree, diff: Diff) -> str:
-    """The differences as a table, those beyond noise first, with what they are tested against."""
+    """The differences as a table, accuracies beyond noise first, with what they are tested against."""
     lines = [f"Differences from {old.spec} to {new.spec}", ""]
     if diff.machine_differs:
         lines += [
@@ -318,7 +320,12 @@ def diff_markdown(old: Tree, new: Tree, diff: Diff) -> str:
     if not diff.rows:
         return "\n".join([*lines, "No metric differs."]) + "\n"
     lines += ["| metric | old | new | verdict |", "|---|---|---|---|"]
-    for row in sorted(diff.rows, key=lambda r: (not r.beyond_noise, r.kind != "provenance", r.metric)):
+
+    def order(row: Row) -> tuple[int, str]:  # provenance, accuracy beyond noise, counts, the rest
+        rank = {"provenance": 0, "exact": 2}.get(row.kind, 1 if row.beyond_noise else 3)
+        return rank, row.metric
+
+    for row in sorted(diff.rows, key=order):
         verdict = row.outcome
         if row.verdict is not None and row.verdict.test is not None:
             verdict += (
