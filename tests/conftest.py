@@ -13,6 +13,17 @@ from prunelab.synthetic import write_synthetic_archive
 
 ROOT = Path(__file__).resolve().parents[1]
 
+PROVENANCE = {
+    "cpu": "AMD EPYC",
+    "cpu_flags": "avx2",
+    "gpu": "none",
+    "precision": "float32",
+    "threads": 2,
+    "epochs": 6,
+    "versions": {"torch": "2.9.0", "dvc": "3.67.1"},
+}
+"""A provenance block as an AVX2-only CPU writes it (provenance.py), for tests of what reads one."""
+
 TINY = {
     "data": {"val_size": 100},
     "model": {"arch": "cnn", "kwargs": {"widths": [8, 16], "stem": 8}},

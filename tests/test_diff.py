@@ -12,17 +12,9 @@ from typer.testing import CliRunner
 
 from prunelab.cli import app
 from prunelab.per_image import encode
+from tests.conftest import PROVENANCE
 
 CLASSES = ["cat", "dog"]
-MADE = {
-    "cpu": "AMD EPYC",
-    "cpu_flags": "avx2",
-    "gpu": "none",
-    "precision": "float32",
-    "threads": 2,
-    "epochs": 6,
-    "versions": {"torch": "2.9.0"},
-}
 
 
 def correct_rows(correct: np.ndarray) -> list[dict[str, str]]:
@@ -34,7 +26,7 @@ def write_tree(
 ) -> Path:
     (root / "metrics/sweep").mkdir(parents=True)
     (root / "plots/confusion").mkdir(parents=True)
-    provenance = {**MADE, **made}
+    provenance = {**PROVENANCE, **made}
     evaluate = {
         name: {"acc": float(c.mean()), "params": 1000 if name == "baseline" else int(900 + c.sum() % 7)}
         for name, c in (("baseline", baseline), ("pruned", pruned))

@@ -18,6 +18,7 @@ from prunelab.report import (
     sweep_table_markdown,
 )
 from prunelab.verdicts import Scores, compare_sweep
+from tests.conftest import PROVENANCE
 
 IMAGES = 2500
 
@@ -114,17 +115,7 @@ def test_verdict_needs_a_difference_beyond_the_noise() -> None:
 
 
 def test_a_report_says_where_it_was_made() -> None:
-    line = provenance_line(
-        {
-            "cpu": "AMD EPYC",
-            "cpu_flags": "avx2",
-            "gpu": "none",
-            "precision": "float32",
-            "threads": 2,
-            "epochs": 6,
-            "versions": {"torch": "2.9.0", "dvc": "3.67.1"},
-        }
-    )
+    line = provenance_line(PROVENANCE)
     assert (
         line
         == "Made on AMD EPYC (avx2), float32, 2 threads, baseline trained 6 epochs; torch 2.9.0, dvc 3.67.1."
