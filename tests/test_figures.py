@@ -26,15 +26,6 @@ ALLOWED: dict[str, dict[str, str]] = {
         "1.0": "a bound of the schema",
         "0.5": "an example value of prune.macs_reduction",
         "0.01": "an example value of sensitivity.budget",
-        # measured claims in params.py's docstrings: they move to docs/history with the next
-        # edit of params.py (which reruns every stage, so not in the change that made this test)
-        "92 %": "a measured claim in TrainParams.epochs' docstring, see docs/history/recipe.md",
-        "90 %": "a measured claim in TrainParams.epochs' docstring, see docs/history/recipe.md",
-        "4 %": "a measured claim in TrainParams.val_every's docstring",
-        "1.7×": "a measured claim in EvaluateParams.batch_size's docstring",
-        "0.02": "a measured claim in EvaluateParams.latency_seconds' docstring",
-        "0.06": "a measured claim in EvaluateParams.latency_seconds' docstring",
-        "0.25": "a measured claim in EvaluateParams.latency_seconds' docstring",
     },
 }
 

@@ -8,11 +8,11 @@ from typing import Any
 
 import numpy as np
 
+from prunelab.captions import provenance_line
 from prunelab.report import (
     best_at_budgets_markdown,
     claimed_vs_realised_markdown,
     pareto_points,
-    provenance_line,
     random_floor_markdown,
     save_pareto_png,
     sweep_table_markdown,

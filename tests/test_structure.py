@@ -44,7 +44,7 @@ LAYERS = [
     {"groups"},
     {"prune"},
     {"controls"},
-    {"sensitivity", "sweep", "verdicts"},
+    {"sensitivity", "sweep", "verdicts", "captions"},
     {"report", "sensitivity_report", "diff", "paramdoc", "examples", "examples.fpgm"},
     {"figures"},
     {"commands"},

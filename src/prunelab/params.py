@@ -115,7 +115,7 @@ class ModelParams(Section):
     """Registry name (`cnn`, `airbench`, `resnet20`, `resnet56`, `tutorial_cnn`) or an import
     path `package.module:factory`. `airbench` is airbench94's net (a `cnn` with a 2×2 stem
     without BatchNorm, a max-pool head and logits × 1/9): train it with `train.whiten: frozen`
-    and widths [64, 256, 256] (docs/recipe.md, "The long setting")."""
+    and widths [64, 256, 256] (docs/history/recipe.md, "The long setting")."""
     kwargs: dict[str, Any] = Field(default_factory=lambda: {"widths": [64, 128, 256]})
     """Keyword arguments of the factory. `cnn` takes `widths`, `stem` (32), `convs_per_block`
     (2), `num_classes` (10), `identity_init` (true: each conv after the stem starts with its
@@ -131,8 +131,9 @@ class TrainParams(Section):
 
     epochs: Annotated[int, Field(ge=0)] | Literal["auto"] = "auto"
     """Epochs over the training split. `auto`: 10 where training runs in bf16, 6 where it runs
-    in fp32 (`precision`), the epochs that reach 92 % in 10 minutes with bf16 and 90 % in 15
-    without on a 2-core CPU (docs/recipe.md). metrics/train.json records the number trained."""
+    in fp32 (`precision`): the recipe is a time budget, and an fp32 epoch on an AVX2-only CPU
+    costs several bf16 ones (docs/recipe.md says why `auto` stays). Every metrics file records
+    the number trained (`provenance.epochs`)."""
     batch_size: Annotated[int, Field(gt=0)] = 512
     """Images per optimizer step."""
     lr: Annotated[float, Field(gt=0)] = 0.75
@@ -155,7 +156,7 @@ class TrainParams(Section):
     """Fraction of steps over which the LR ramps up linearly; it then decays linearly to 0."""
     bn_scale: bool = False
     """Train the BatchNorm scales. `false` keeps them at 1, as airbench does; with fast biases
-    (bias_lr_scale) that trains better in few epochs (docs/recipe.md). Then the
+    (bias_lr_scale) that trains better in few epochs (docs/history/recipe.md). Then the
     `group_bn_scale` criterion has nothing to rank (every scale is 1): train with `true` for it."""
     bias_lr_scale: Annotated[float, Field(gt=0)] = 64.0
     """Learning rate of the BatchNorm biases, as a multiple of the schedule's (airbench: 64).
@@ -166,7 +167,7 @@ class TrainParams(Section):
     ends on that average. Fine-tuning uses it too."""
     val_every: Annotated[int, Field(ge=0)] = 4
     """Score the validation split after every n-th epoch and after the last (0: the last only).
-    A pass costs ~3 s on a 2-core CPU, 4 % of an epoch."""
+    A pass costs about as much as scoring the validation split once, a small part of an epoch."""
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     """`auto`: bf16 autocast where the CPU (avx512_bf16, AMX) or GPU computes it natively, else
     fp32. Also used by prediction and latency measurements."""
@@ -181,7 +182,7 @@ class TrainParams(Section):
     default init's norm. Only for training from scratch; needs out_channels even and
     ≤ 2·in_channels·k² (54 for RGB 3×3). `frozen`: airbench's whitening layer, its filters
     scaled by 1/√eigenvalue (unit-variance outputs) and never trained, by train, finetune or
-    the comparison's recovery alike (docs/recipe.md, "The long setting"). Either way the
+    the comparison's recovery alike (docs/history/recipe.md, "The long setting"). Either way the
     filters stay prunable."""
     init: str | None = None
     """Start from this checkpoint (a prunelab checkpoint or a plain state_dict of model.arch)
@@ -352,7 +353,8 @@ class EvaluateParams(Section):
 
     batch_size: Annotated[int, Field(gt=0)] = 100
     """Images per forward pass when scoring (also in sweep and sensitivity). On a CPU, 100 keeps
-    the activations in cache: 1.7× faster than 1000 here (docs/recipe.md)."""
+    the activations in cache, faster than 1000 (docs/history/recipe.md, "Scoring: small
+    batches")."""
     tta: Literal["none", "flip", "flip_translate"] = "flip_translate"
     """Test-time augmentation: `none`; `flip` averages each image with its mirror;
     `flip_translate` adds the image shifted one pixel down-right and its mirror shifted up-left
@@ -370,9 +372,9 @@ class EvaluateParams(Section):
     """Batch sizes at which CPU latency is measured."""
     latency_seconds: Annotated[float, Field(gt=0)] = 0.5
     """Measuring time per model and batch size, in blocks of about 10 ms spread over
-    interleaved rounds. Speed-ups vary by about ±0.02–0.06 between repeated measurements at any
-    budget from 0.25 to 1 s (`benchmarks/latency_budget.py`): the machine drifts between them,
-    and a longer budget does not average that out."""
+    interleaved rounds. Speed-ups vary between repeated measurements about as much at a short
+    budget as at a long one (`benchmarks/latency_budget.py` measures it on your machine): the
+    machine drifts between them, and a longer budget does not average that out."""
 
 
 class SensitivityParams(Section):

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from prunelab.captions import caption_figure
 from prunelab.verdicts import (
     ALPHA,
     CHANCE,
@@ -149,22 +150,9 @@ def save_sweep_png(
     axes[0][0].set_ylabel("validation accuracy")
     axes[0][-1].legend(fontsize=8)
     fig.suptitle("Accuracy vs sparsity (bars: std over seeds)", fontsize=11)
-    _footer(fig, made)
+    caption_figure(fig, made)
     fig.savefig(path, format="png")  # the caller stages `path` (io.staged_outputs)
     plt.close(fig)
-
-
-def provenance_line(provenance: dict[str, Any] | None) -> str:
-    """Where a result was made, in one line (provenance.py's block)."""
-    if not provenance:
-        return "Provenance: not recorded."
-    versions = ", ".join(f"{name} {version}" for name, version in provenance["versions"].items())
-    gpu = f", GPU {provenance['gpu']}" if provenance["gpu"] != "none" else ""
-    epochs = f", baseline trained {provenance['epochs']} epochs" if provenance.get("epochs") else ""
-    return (
-        f"Made on {provenance['cpu']} ({provenance['cpu_flags']}){gpu}, {provenance['precision']}, "
-        f"{provenance['threads']} threads{epochs}; {versions}."
-    )
 
 
 def family_markdown(comparison: Comparison) -> str:
@@ -290,12 +278,6 @@ def _pair_verdict(first: str, second: str, verdict: Verdict) -> str:
     return f"**{first} {relation} {second}** (p = {verdict.test.p:.2g}, Holm {verdict.p_holm:.2g})"
 
 
-def _footer(fig: Any, made: dict[str, Any] | None) -> None:
-    """Lay out the figure with its provenance line under it."""
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
-    fig.text(0.01, 0.01, provenance_line(made), fontsize=7, color="dimgrey")
-
-
 def pareto_points(points: list[dict[str, Any]], recovery: str, cost: str) -> set[tuple[str, Any]]:
     """(method, point) of the points no other point beats on both cost and accuracy."""
     front = set()
@@ -353,6 +335,6 @@ def save_pareto_png(
     axes[0].set_ylabel("validation accuracy")
     axes[-1].legend(fontsize=8)
     fig.suptitle(f"Accuracy against cost, {RECOVERY_TITLES.get(recovery, recovery)}", fontsize=11)
-    _footer(fig, made)
+    caption_figure(fig, made)
     fig.savefig(path, format="png")  # the caller stages `path` (io.staged_outputs)
     plt.close(fig)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from prunelab.captions import caption_figure, provenance_line
+
 
 def sensitivity_markdown(summary: dict[str, Any]) -> str:
     lines = [
@@ -34,6 +36,7 @@ def sensitivity_markdown(summary: dict[str, Any]) -> str:
             f"the derived amounts reach {d['val_acc']:.4f} and uniform pruning {d['uniform_val_acc']:.4f}: "
             f"derived {verdict} uniform.\n",
         ]
+    lines.append(provenance_line(summary.get("provenance")) + "\n")
     return "\n".join(lines) + "\n"
 
 
@@ -64,6 +67,6 @@ def save_sensitivity_png(summary: dict[str, Any], path: Path) -> None:
         ax.set_xlabel("amount pruned")
         ax.set_title(f"{method}: accuracy loss (points)", fontsize=9)
         fig.colorbar(image, ax=ax, fraction=0.046)
-    fig.tight_layout()
+    caption_figure(fig, summary.get("provenance"))
     fig.savefig(path, format="png")  # the caller stages `path` (io.staged_outputs)
     plt.close(fig)

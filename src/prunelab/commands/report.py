@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from prunelab.captions import provenance_line
 from prunelab.commands import ParamsOption, console, done, single_command_app
 from prunelab.errors import UserError
 from prunelab.io import read_json, staged_outputs
@@ -16,7 +17,6 @@ from prunelab.report import (
     claimed_vs_realised_markdown,
     family_markdown,
     plot_rows,
-    provenance_line,
     random_floor_markdown,
     save_pareto_png,
     save_sweep_png,
