@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 from prunelab import cli
 from prunelab.fetch import CHECKSUMS_ENV
 from prunelab.figures import BEGIN, END
+from prunelab.threads import THREADS_ENV
 from tests.conftest import ROOT, write_params
 
 PLUGIN = "prunelab.examples.fpgm:GeometricMedianStructured"
@@ -62,6 +63,9 @@ def make_project(root: Path, archive: Path, checksums: Path) -> dict[str, str]:
         **os.environ,
         **IDENTITY,
         CHECKSUMS_ENV: str(checksums),
+        # one thread per stage whatever else runs on the machine: the count is recorded in every
+        # metrics file's provenance and can change last bits, and the reruns below must match
+        THREADS_ENV: "1",
         # the `python` in dvc.yaml's commands must be this interpreter, with prunelab importable
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
         "PYTHONPATH": str(root / "src"),
