@@ -16,7 +16,7 @@ from prunelab.io import write_text
 def main(
     readme: Annotated[Path, typer.Option(help="the markdown file with generated blocks")] = Path("README.md"),
     root: Annotated[Path, typer.Option(help="the checkout whose metrics render them")] = Path("."),
-    check: Annotated[bool, typer.Option(help="change nothing; exit 1 if a block is stale")] = False,
+    check: Annotated[bool, typer.Option(help="change nothing; exit 2 if a block is stale")] = False,
 ) -> None:
     """Rewrite the generated blocks of README.md (between their markers) from metrics/*.json and
     report/verdicts.json; with --check, only say which blocks differ from their files."""
