@@ -39,8 +39,6 @@ METRICS = ("train", "baseline", "prune", "finetune", "compact", "evaluate")
 EXACT = ("params", "params_nonzero", "macs", "macs_compact", "sparsity", "targeted_sparsity", "amount")
 """Counts and what follows from them: no noise."""
 
-WALL_CLOCK = ("seconds", "latency", "speedup", "latency_speedup")
-
 
 class Tree:
     """The result files of one side: a folder (a checkout, or a copy of its metrics) or a git
@@ -51,12 +49,18 @@ class Tree:
         self.folder = Path(spec) if spec != "workspace" else repo
         self.repo = repo
         self.rev: str | None = None
+        self._read: dict[str, str | None] = {}  # evaluate.json and params.yaml are asked for more than once
         if not self.folder.is_dir():
             self.folder = None  # type: ignore[assignment]
             self.rev = _resolve_rev(spec, repo)
 
     def read_text(self, path: str) -> str | None:
         """The file at `path` (repo-relative) on this side, None where it has none."""
+        if path not in self._read:
+            self._read[path] = self._load(path)
+        return self._read[path]
+
+    def _load(self, path: str) -> str | None:
         if self.folder is not None:
             file = self.folder / path
             return file.read_text() if file.is_file() else None
