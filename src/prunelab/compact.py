@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -237,13 +238,74 @@ def compacted_copy(
     """A compacted copy of `model` to score in its place: fewer MACs, the same function. None
     where no channel can be removed, or where the copy's logits on `images` differ from the
     model's by more than `tolerance` (then score the model itself)."""
+    compacted = _compacted(model, images, tolerance, device)
+    return compacted[0] if compacted else None
+
+
+def _compacted(
+    model: nn.Module, images: torch.Tensor, tolerance: float, device: torch.device = CPU
+) -> tuple[nn.Module, dict[str, list[int]]] | None:
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
     if not any(_zero_out_channels(conv.weight) for conv in convs):
         return None  # cheap: no whole filter is zero, so nothing to remove
     small = copy.deepcopy(model)
-    if not compact(small) or max_output_difference(model, small, images, device) > tolerance:
+    removed = compact(small)
+    if not removed or max_output_difference(model, small, images, device) > tolerance:
         return None
-    return small
+    return small, removed
+
+
+@dataclass
+class CompactForm:
+    """A masked model's compacted twin, to train at the small model's cost, and the way back:
+    `masks` are the zeros compaction could not remove (in the twin's shapes), `origin` the flat
+    position in the masked model of every entry the twin kept, per parameter and buffer."""
+
+    model: nn.Module
+    masks: dict[str, torch.Tensor]
+    origin: dict[str, torch.Tensor]
+
+
+def compact_form(
+    model: nn.Module, masks: dict[str, torch.Tensor], images: torch.Tensor, tolerance: float
+) -> CompactForm | None:
+    """The compacted twin of a masked `model` (as `compacted_copy`), with the masks and positions
+    that `expand_into` needs; None where no channel can be removed or the twin differs.
+
+    Training the twin equals training the masked model up to rounding: a removed channel outputs
+    exactly zero (its BatchNorm masked with it), so the weights that read it get no gradient."""
+    compacted = _compacted(model, images, tolerance)
+    if compacted is None:
+        return None
+    small, removed = compacted
+    # Replay the same removals on copies holding each entry's position (exact in fp32 below
+    # 2**24 entries a tensor), and each mask.
+    positions, held = copy.deepcopy(model), copy.deepcopy(model)
+    with torch.no_grad():
+        for name, tensor in _floating_state(positions).items():
+            if tensor.numel() >= 2**24:
+                raise UserError(f"compact: {name} has too many entries to train in compacted form")
+            tensor.copy_(torch.arange(tensor.numel(), dtype=tensor.dtype).view_as(tensor))
+        for name, tensor in _floating_state(held).items():
+            tensor.copy_(masks[name].to(tensor.dtype)) if name in masks else tensor.fill_(1)
+    rebuild_compact(positions, removed)
+    rebuild_compact(held, removed)
+    origin = {name: t.detach().flatten().long() for name, t in _floating_state(positions).items()}
+    left = {name: t.detach() != 0 for name, t in _floating_state(held).items() if name in masks}
+    return CompactForm(small, {name: m for name, m in left.items() if not m.all()}, origin)
+
+
+@torch.no_grad()
+def expand_into(form: CompactForm, model: nn.Module) -> None:
+    """Write the (trained) twin's entries back to their places in the masked `model`; what
+    compaction removed keeps its value (zeros, or weights that only ever read zeros)."""
+    trained = _floating_state(form.model)
+    for name, tensor in _floating_state(model).items():
+        tensor.view(-1)[form.origin[name].to(tensor.device)] = trained[name].flatten().to(tensor)
+
+
+def _floating_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {name: t for name, t in model.state_dict(keep_vars=True).items() if t.is_floating_point()}
 
 
 def coupled_conv_groups(model: nn.Module) -> list[list[str]]:

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import copy
+import math
 
 import torch
 from torch import nn
@@ -78,7 +79,7 @@ def train_from_scratch(
     masks = result.masks if unit == "weight" else None
     if masks:
         apply_masks(model, masks)
-    epochs = planned_epochs(params.train) + params.sweep.finetune_epochs
+    epochs = planned_epochs(params.train) + math.ceil(params.sweep.finetune_epochs)
     cfg = params.train.model_copy(update={"epochs": epochs, "seed": seed})
     fit(model, train, cfg, masks=masks, label="scratch control")
     return model

@@ -431,7 +431,8 @@ class SweepParams(Section):
     seeds: Annotated[list[int], Field(min_length=1)] = Field(default_factory=lambda: [0, 1, 2])
     """prune.seed values: a method whose masks depend on the seed (random ones, plugins) is
     scored once per seed and reported as mean ± std; deterministic ones run once, except when
-    fine-tuned (each seed then also seeds the fine-tuning: finetune.seed + seed)."""
+    fine-tuned (the first sweep.trained_seeds of them then also seed the fine-tuning:
+    finetune.seed + seed)."""
     recovery: Annotated[
         list[Literal["none", "bn_recalibration", "finetune", "lr_rewind", "scratch"]], Field(min_length=1)
     ] = Field(default_factory=lambda: ["none", "bn_recalibration"])
@@ -444,6 +445,11 @@ class SweepParams(Section):
     `scratch` (the pruned architecture, compacted for channel methods and masked for
     unstructured ones, trained from a fresh init for train.epochs + sweep.finetune_epochs:
     Liu et al. 2019; as long as training the baseline)."""
+    trained_seeds: Annotated[int, Field(ge=1)] = 2
+    """How many of sweep.seeds (the first) the training recoveries (`finetune`, `lr_rewind`,
+    `scratch`) run, for each point and its floor. Each costs a training run: fewer seeds keep
+    the comparison's budget, at the price of a seed spread measured on fewer runs (two is the
+    fewest that measures one)."""
     random_floor: bool = True
     """Also score, for each method whose masks are not random, random masks that prune exactly
     as many units of each layer (the same channels across coupled layers), once per sweep.seeds
@@ -452,8 +458,10 @@ class SweepParams(Section):
     recalibration_images: Annotated[int, Field(ge=1)] = 2560
     """Training images (the first of the training split, not augmented) on which
     `bn_recalibration` re-estimates the BatchNorm statistics."""
-    finetune_epochs: Annotated[int, Field(ge=1)] = 1
-    """The fixed fine-tuning budget of the `finetune` recovery, in epochs."""
+    finetune_epochs: Annotated[float, Field(gt=0)] = 1
+    """The fixed fine-tuning budget of the `finetune` and `lr_rewind` recoveries, in epochs: a
+    whole number, or a fraction below 1 (one pass over that fraction of the training split,
+    drawn by seed; `scratch` rounds it up). Write a fraction in a list as an explicit float."""
 
     @field_validator("recovery")
     @classmethod
@@ -461,6 +469,13 @@ class SweepParams(Section):
         if len(set(value)) != len(value):
             raise ValueError("list each recovery once")
         return value
+
+    @field_validator("finetune_epochs")
+    @classmethod
+    def _whole_or_fraction(cls, value: float) -> float:
+        if value > 1 and value != int(value):
+            raise ValueError(f"{value} epochs: give a whole number, or a fraction below 1")
+        return int(value) if value >= 1 else value
 
     def prune_params(self, base: PruneParams, method: str, amount: float | int, seed: int) -> PruneParams:
         """The prune settings of one sweep point and seed."""

@@ -9,13 +9,16 @@ training images separates the criteria at almost no cost.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
+from prunelab.compact import compact_form, expand_into
 from prunelab.data import Split, normalize
 from prunelab.device import autocast, channels_last
 from prunelab.params import FinetuneParams, TrainParams
-from prunelab.train import fit, lr_at, planned_epochs, steps_per_epoch
+from prunelab.train import EpochRecord, fit, lr_at, planned_epochs, steps_per_epoch
 
 
 @torch.no_grad()
@@ -38,6 +41,36 @@ def recalibrate_batchnorm(
     model.eval()
 
 
+def fit_masked(
+    model: nn.Module,
+    train: Split,
+    cfg: TrainParams,
+    masks: dict[str, torch.Tensor],
+    *,
+    tolerance: float,
+    **fit_options: Any,
+) -> list[EpochRecord]:
+    """`fit` with pruned weights held at zero, at the cost of the model without its pruned
+    channels: where whole channels are pruned, their compacted twin trains (the same result up
+    to rounding, compact.compact_form) and is written back into `model`."""
+    form = compact_form(model, masks, train.images[:64], tolerance)
+    if form is None:
+        return fit(model, train, cfg, masks=masks, **fit_options)
+    history = fit(form.model, train, cfg, masks=form.masks, **fit_options)
+    expand_into(form, model)
+    return history
+
+
+def budgeted(train: Split, epochs: float, seed: int) -> tuple[Split, int]:
+    """The images and whole epochs of a fine-tuning budget: below one epoch, one pass over that
+    fraction of the training split, drawn with `seed`."""
+    if epochs >= 1:
+        return train, int(epochs)
+    count = max(1, round(len(train) * epochs))
+    chosen = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:count]
+    return Split(train.images[chosen], train.labels[chosen]), 1
+
+
 def fine_tune(
     model: nn.Module,
     train: Split,
@@ -45,13 +78,15 @@ def fine_tune(
     train_cfg: TrainParams,
     finetune: FinetuneParams,
     *,
-    epochs: int,
+    epochs: float,
     seed: int,
+    tolerance: float,
 ) -> None:
-    """`epochs` of fine-tuning (finetune.* settings, seeded with `seed`) with pruned weights
-    held at zero."""
-    cfg = finetune.train_params(train_cfg, epochs=epochs).model_copy(update={"seed": seed})
-    fit(model, train, cfg, masks=masks, label="recovery fine-tune")
+    """`epochs` of fine-tuning (finetune.* settings, seeded with `seed`; a fraction of one epoch
+    sees that fraction of the images) with pruned weights held at zero."""
+    images, whole = budgeted(train, epochs, seed)
+    cfg = finetune.train_params(train_cfg, epochs=whole).model_copy(update={"seed": seed})
+    fit_masked(model, images, cfg, masks, tolerance=tolerance, label="recovery fine-tune")
 
 
 def rewind_lr(
@@ -60,19 +95,19 @@ def rewind_lr(
     masks: dict[str, torch.Tensor],
     train_cfg: TrainParams,
     *,
-    epochs: int,
+    epochs: float,
     seed: int,
+    tolerance: float,
 ) -> None:
     """Learning-rate rewinding (Renda et al., ICLR 2020): `epochs` of training with masks held,
     at the learning rates the baseline's own schedule (train.*) used in its last `epochs`
     epochs, instead of fine-tuning's small constant-peak schedule."""
-    cfg = train_cfg.model_copy(update={"epochs": epochs, "seed": seed})
-    per_epoch = steps_per_epoch(len(train), train_cfg.batch_size)
-    baseline_epochs = planned_epochs(train_cfg)
-    full = per_epoch * baseline_epochs
-    skipped = per_epoch * max(0, baseline_epochs - epochs)
+    images, whole = budgeted(train, epochs, seed)
+    cfg = train_cfg.model_copy(update={"epochs": whole, "seed": seed})
+    full = steps_per_epoch(len(train), train_cfg.batch_size) * planned_epochs(train_cfg)
+    skipped = max(0, full - steps_per_epoch(len(images), train_cfg.batch_size) * whole)
 
     def schedule(step: int, total: int) -> float:
         return lr_at(skipped + step, max(full, skipped + total), train_cfg.lr, train_cfg.warmup)
 
-    fit(model, train, cfg, masks=masks, label="lr rewinding", lr_schedule=schedule)
+    fit_masked(model, images, cfg, masks, tolerance=tolerance, label="lr rewinding", lr_schedule=schedule)

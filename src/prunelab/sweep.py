@@ -120,6 +120,11 @@ def score_point(
     accs: dict[str, dict[int, torch.Tensor]] = {recovery: {} for recovery in sweep.recovery}
     floor_recoveries = [r for r in sweep.recovery if r != "scratch"]  # the same architecture
     floor: dict[str, dict[int, torch.Tensor]] = {recovery: {} for recovery in floor_recoveries}
+    trained_seeds = sweep.seeds[: sweep.trained_seeds]  # training costs minutes a seed
+
+    def wanted(recoveries: list[str], seed: int, untrained: bool) -> list[str]:
+        return [r for r in recoveries if (seed in trained_seeds if r in TRAINED else untrained)]
+
     for seed in seeds:
         if stochastic or seed == seeds[0]:  # a deterministic method's masks are the same each seed
             net = load_baseline()
@@ -127,16 +132,16 @@ def score_point(
                 net, sweep.prune_params(params.prune, method, amount, seed), gradients=gradients
             )
         once = stochastic or seed == seeds[0]
-        for recovery, acc in recovered(
-            net, result, [r for r in sweep.recovery if once or r in TRAINED], seed
-        ).items():
+        for recovery, acc in recovered(net, result, wanted(sweep.recovery, seed, once), seed).items():
             accs[recovery][seed] = acc
         if with_floor:
             control = load_baseline()
             masks = random_floor_masks(control, result, pruning.unit, torch.Generator().manual_seed(seed))
             apply_masks(control, masks)
             floor_result = PruneResult(masks=masks, targeted=result.targeted)
-            for recovery, acc in recovered(control, floor_result, floor_recoveries, seed).items():
+            for recovery, acc in recovered(
+                control, floor_result, wanted(floor_recoveries, seed, True), seed
+            ).items():
                 floor[recovery][seed] = acc
     sparsity = sparsity_report(net)
     dense = load_baseline()
@@ -203,6 +208,7 @@ def recover(
             params.finetune,
             epochs=sweep.finetune_epochs,
             seed=params.finetune.seed + seed,
+            tolerance=params.compact.tolerance,
         )
     elif recovery == "lr_rewind":
         rewind_lr(
@@ -212,6 +218,7 @@ def recover(
             params.train,
             epochs=sweep.finetune_epochs,
             seed=params.finetune.seed + seed,
+            tolerance=params.compact.tolerance,
         )
     return model
 

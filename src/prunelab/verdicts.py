@@ -114,6 +114,32 @@ def near_chance(*accuracies: float) -> bool:
     return all(acc < CHANCE + NEAR_CHANCE for acc in accuracies)
 
 
+@dataclass(frozen=True)
+class Agreement:
+    """How far one ranking of the same items agrees with a reference ranking: Kendall's τ-b (1:
+    the same order, -1: reversed; NaN where either side ties everything), its two-sided p, and
+    the pairs the two order differently (reference's better one first)."""
+
+    tau: float
+    p: float
+    flips: list[tuple[str, str]]
+
+
+def rank_agreement(ranking: dict[str, float], reference: dict[str, float]) -> Agreement:
+    """`ranking` against `reference` over the items both score (scipy's kendalltau)."""
+    items = [k for k in reference if k in ranking]
+    flips = [
+        (a, b) if reference[a] > reference[b] else (b, a)
+        for i, a in enumerate(items)
+        for b in items[i + 1 :]
+        if (reference[a] - reference[b]) * (ranking[a] - ranking[b]) < 0
+    ]
+    if len(items) < 2:
+        return Agreement(math.nan, math.nan, flips)
+    result = stats.kendalltau([ranking[k] for k in items], [reference[k] for k in items])
+    return Agreement(float(result.statistic), float(result.pvalue), flips)
+
+
 # ---------------------------------------------------------------------------------------------
 # The sweep's files
 

@@ -16,8 +16,9 @@ from prunelab.io import staged_outputs
 from prunelab.measure import sparsity_report
 from prunelab.params import load_params
 from prunelab.provenance import provenance_of
+from prunelab.recovery import fit_masked
 from prunelab.tracking import dvclive_epochs
-from prunelab.train import EpochRecord, fit, pruned_weights_nonzero
+from prunelab.train import EpochRecord, pruned_weights_nonzero
 
 
 def main(
@@ -33,7 +34,9 @@ def main(
     ),
 ) -> None:
     """Fine-tune the pruned model for finetune.epochs (0 passes it through unchanged). Pruned
-    weights stay exactly zero: gradients, momentum and weights are masked after every step."""
+    weights stay exactly zero: gradients, momentum and weights are masked after every step.
+    Whole pruned channels are removed while it trains, so an epoch costs what the smaller
+    model costs; the checkpoint keeps the masked model's shapes for the compact stage."""
     cfg = load_params(params)
     ckpt = load_checkpoint(model)
     net = load_model(ckpt, str(model))
@@ -48,12 +51,13 @@ def main(
     with staged_outputs() as outputs:
         with dvclive_epochs(outputs.path(live)) as log:
             if splits is not None:
-                history = fit(
+                history = fit_masked(
                     net,
                     splits[0],
                     cfg.finetune.train_params(cfg.train),
+                    ckpt.masks,
+                    tolerance=cfg.compact.tolerance,
                     val=splits[1],
-                    masks=ckpt.masks,
                     on_epoch=log,
                     label="finetune",
                 )
