@@ -41,6 +41,7 @@ BENCHMARKS = {  # name: the script and its arguments
     "queue_threads": ("queue_threads", ["--skip-unshared"]),
     "avx2_emulation": ("avx2_emulation", []),
     "compile_speed": ("compile_speed", []),
+    "finetune_speed": ("finetune_speed", []),
     "latency_budget": ("latency_budget", []),
     "malloc_speed": ("malloc_speed", []),
     "long_setting": ("long_setting", []),

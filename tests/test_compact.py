@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -13,6 +14,7 @@ from prunelab.checkpoints import Checkpoint, load_checkpoint, save_checkpoint
 from prunelab.commands import compact as compact_cmd
 from prunelab.compact import compact, compacted_copy, load_model, max_output_difference
 from prunelab.models import build_model
+from prunelab.onnx_runtime import compare_onnx_latency, onnx_setup
 from prunelab.params import PruneParams
 from prunelab.prune import apply_masks, prune_model
 from tests.conftest import write_params
@@ -284,3 +286,31 @@ def test_a_compact_model_pruned_and_compacted_again_keeps_both_removals(
     rebuilt = load_model(second, "second").eval()  # both removals replayed on a fresh dense model
     assert rebuilt.conv2.out_channels == channels - round(0.5 * channels)
     assert max_output_difference(model.eval(), rebuilt, IMAGES) < 1e-4
+
+
+def test_onnx_latency_times_each_export_in_onnxruntime(monkeypatch: pytest.MonkeyPatch) -> None:
+    torch.manual_seed(0)
+    dense = build_model("cnn", {"widths": [8, 16], "stem": 8}).eval()
+    masked = copy.deepcopy(dense)
+    prune_model(masked, PruneParams(targets=["conv1", "conv2"], amount=0.5))
+    small = compacted_copy(masked, torch.zeros(4, 3, 32, 32, dtype=torch.uint8), 1e-3)
+    assert small is not None
+    sessions = []
+    real = ort.InferenceSession
+
+    def recorded(path: str, options: ort.SessionOptions, providers: list[str]) -> ort.InferenceSession:
+        session = real(path, options, providers=providers)
+        sessions.append((session, options.intra_op_num_threads))
+        return session
+
+    monkeypatch.setattr(ort, "InferenceSession", recorded)
+    timing = compare_onnx_latency({"dense": dense, "compact": small}, batch=4, min_run_time=0.05)
+    assert set(timing) == {"dense", "compact"}
+    assert all(t["median_ms"] > 0 and t["iqr_ms"] >= 0 for t in timing.values())
+    # each session runs the model it was exported from, with torch's thread count
+    x = torch.randn(2, 3, 32, 32)
+    for (session, threads), model in zip(sessions, (dense, small), strict=True):
+        assert threads == torch.get_num_threads() == onnx_setup()["threads"]
+        out = session.run(None, {"images": x.numpy()})[0]
+        with torch.no_grad():
+            assert np.allclose(out, model(x).numpy(), atol=1e-4)

@@ -107,6 +107,13 @@ def test_the_baseline_is_scored_once_and_a_compacted_twin_shares_one_score(
     assert [second[n]["latency_measured"] for n in models] == ["here", "as baseline", "here"]
     assert second["finetuned"]["latency_ms_b8"] == second["baseline"]["latency_ms_b8"]
     assert second["finetuned"]["speedup_b8"] == 1.0
+    # ... in onnxruntime too, the same way, with its setup recorded
+    for name in models:
+        assert second[name]["onnx_latency_ms_b8"] > 0 and second[name]["onnx_latency_ms_b1"] > 0
+    assert second["baseline"]["onnx_speedup_b8"] == 1.0
+    assert second["finetuned"]["onnx_latency_ms_b8"] == second["baseline"]["onnx_latency_ms_b8"]
+    assert second["onnx_runtime"]["provider"] == "CPUExecutionProvider"
+    assert second["onnx_runtime"]["threads"] >= 1 and "onnx_runtime" not in first  # no latency there
     assert timed == [["baseline", "compact"]] * len(timed) and timed
     written = sorted(p.name for p in (tmp_path / "all").iterdir())
     assert written == ["compact.json", "finetuned.json"]  # the baseline's plot is base's to write

@@ -116,7 +116,15 @@ def test_repro_produces_every_output(project: tuple[Path, dict[str, str]]) -> No
     ):
         assert (root / path).exists(), path
     evaluate = json.loads((root / "metrics/evaluate.json").read_text())
-    assert set(evaluate) == {"baseline", "pruned", "finetuned", "compact", "scoring", "provenance"}
+    assert set(evaluate) == {
+        "baseline",
+        "pruned",
+        "finetuned",
+        "compact",
+        "scoring",
+        "onnx_runtime",
+        "provenance",
+    }
     # every metrics file says where it was made, and `dvc exp show` lists that as columns
     for name in ("train", "baseline", "prune", "finetune", "compact", "evaluate", "sensitivity"):
         made = json.loads((root / f"metrics/{name}.json").read_text())["provenance"]
@@ -233,18 +241,23 @@ def test_sweep_points_and_report(project: tuple[Path, dict[str, str]]) -> None:
             else:  # exact counts are unit-tested; structured rounding on 8-filter layers is ±1/16
                 assert point["targeted_sparsity"] == pytest.approx(spot, abs=0.07)
             # l1's masks are not random: its random floor runs beside it, over the seeds
-            assert list(point["random_floor"]) == ([] if structured else ["none", "bn_recalibration"])
+            recoveries = ["none", "bn_recalibration", "finetune"]  # the default sweep.recovery
+            assert list(point["random_floor"]) == ([] if structured else recoveries)
             assert all(list(r["val_acc_by_seed"]) == ["0", "1"] for r in point["random_floor"].values())
-            assert list(point["recovery"]) == ["none", "bn_recalibration"]  # the default sweep.recovery
-            for result in point["recovery"].values():
-                # a plugin may be seed-dependent: scored once per sweep.seeds entry; l1 once
-                seeds = ["0", "1"] if method == PLUGIN else ["0"]
+            assert list(point["recovery"]) == recoveries
+            for recovery, result in point["recovery"].items():
+                # a plugin may be seed-dependent: scored once per sweep.seeds entry; l1 once,
+                # but fine-tuned once per seed (sweep.trained_seeds)
+                seeds = ["0", "1"] if method == PLUGIN or recovery == "finetune" else ["0"]
                 assert list(result["val_acc_by_seed"]) == seeds
                 mean = sum(result["val_acc_by_seed"].values()) / len(seeds)
                 assert result["val_acc"] == pytest.approx(mean, abs=1e-6)
             assert point["compression"] == pytest.approx(point["params"] / point["params_nonzero"], rel=1e-3)
             assert (point["macs_compact"] < point["macs"]) == structured
             assert point["latency_speedup_b8"] > 0 and (point["latency_speedup_b1"] == 1.0 or structured)
+            assert point["onnx_latency_speedup_b8"] > 0 and (
+                point["onnx_latency_speedup_b1"] == 1.0 or structured
+            )
     # the dense reference on the points' own images, and per-image results beside each point
     dense = json.loads((root / "metrics/sweep/dense.json").read_text())
     assert dense["val_images"] == point["val_images"] and dense["provenance"]["epochs"] == 1
@@ -254,12 +267,18 @@ def test_sweep_points_and_report(project: tuple[Path, dict[str, str]]) -> None:
     table = (root / "report/sweep.md").read_text()
     assert f"The dense baseline on the same images: {dense['val_acc']:.4f}" in table
     assert "Made on " in table and f"family of {verdicts['family_size']} tests" in table
-    assert "| l1_unstructured |" in table and PLUGIN in table and "mean ± std over 2 seeds" in table
+    assert (
+        "| l1_unstructured |" in table and PLUGIN in table and "mean ± std over its seeds (up to 2" in table
+    )
+    # ranked after fine-tuning, the cheap proxies' agreement beside it
+    assert "ranked after fine-tuning with masks held (`finetune`)" in table
+    assert [a["proxy"] for a in verdicts["proxy_agreement"]] == ["none"] * 2 + ["bn_recalibration"] * 2
+    assert verdicts["baselines"] == 1 and "All rest on one baseline" in table
     assert "(`none`)" in table and "(`bn_recalibration`)" in table and "What each point costs" in table
     assert "## Against the random floor" in table and "l1_unstructured: above its floor at" in table
     plugin_rows = [line for line in table.splitlines() if line.startswith(f"| {PLUGIN}")]
-    # two recoveries, then the cost table and the claimed-against-realised table
-    assert [row.count("±") for row in plugin_rows] == [2, 2, 0, 0]
+    # three recoveries, then the cost table and the claimed-against-realised table
+    assert [row.count("±") for row in plugin_rows] == [2, 2, 2, 0, 0]
     assert "Best method at each budget" in table and "fewer MACs once compacted" in table
     assert "Claimed against realised speed-up" in table
     for png in ("report/sweep.png", "report/pareto.png"):
@@ -273,11 +292,13 @@ def test_sweep_points_and_report(project: tuple[Path, dict[str, str]]) -> None:
     rendered = readme.read_text()
     assert "| compact: " in rendered and "Made on " in rendered and "| ≥ 2× |" in rendered
     assert f"{dense['val_acc']:.4f} on the same images" in rendered
+    assert "| ONNX ms @ 8 |" in rendered and "ONNX: onnxruntime" in rendered  # both runtimes
+    assert "How far the cheap proxies rank the methods as it does" in rendered
     assert CliRunner().invoke(cli.app, [*figures, "--check"]).exit_code == 0
     readme.write_text(rendered.replace("| ≥ 2× |", "| ≥ 2.5× |"))
     checked = CliRunner().invoke(cli.app, [*figures, "--check"])
     assert checked.exit_code == 2 and "results differ from the metrics" in checked.output
-    assert len(json.loads((root / "plots/sweep.json").read_text())) == 8  # 4 points × 2 recoveries
+    assert len(json.loads((root / "plots/sweep.json").read_text())) == 12  # 4 points × 3 recoveries
 
 
 def test_editing_one_sweep_entry_reruns_only_its_points(project: tuple[Path, dict[str, str]]) -> None:
@@ -351,7 +372,7 @@ def _column(row: dict[str, str], name: str) -> str:
 
 def _fingerprint(root: Path) -> dict[str, str]:
     """Hashes of every checkpoint and metrics file, wall-clock fields (time, latency) left out."""
-    timing = ("seconds", "latency", "speedup")
+    timing = ("seconds", "latency", "speedup", "onnx_latency", "onnx_speedup")
 
     def strip(value):
         if isinstance(value, dict):

@@ -27,7 +27,7 @@ from prunelab.prune import amount_for_cost, apply_masks, prune_model
 from prunelab.recovery import budgeted, fine_tune, fit_masked, recalibrate_batchnorm, rewind_lr
 from prunelab.report import plot_rows, sweep_table_markdown
 from prunelab.sweep import score_point
-from prunelab.train import fit, lr_at
+from prunelab.train import Distillation, distillation_loss, fit, lr_at
 from tests.conftest import TINY
 
 CPU = torch.device("cpu")
@@ -374,3 +374,77 @@ def test_scratch_trains_the_pruned_architecture_from_a_fresh_init(trained, data_
         assert not torch.equal(
             weights[name].detach()[keep], dict(unstructured.named_parameters())[name].detach()[keep]
         )
+
+
+def test_distillation_at_weight_zero_is_plain_fine_tuning_bit_for_bit(trained, data_dir: Path) -> None:
+    model, params = trained
+    train, _ = train_and_validation(data_dir, params.data.val_size, params.data.split_seed)
+    net = copy.deepcopy(model)
+    result = prune_model(net, params.prune.one_shot("l1_unstructured", 0.5, ["Conv2d"]))
+    cfg = params.finetune.train_params(params.train, epochs=1)
+    plain, distilled = copy.deepcopy(net), copy.deepcopy(net)
+    fit(plain, train, cfg, masks=result.masks)
+    fit(distilled, train, cfg, masks=result.masks, distill=Distillation(copy.deepcopy(model), 0.0, 4.0))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(plain.state_dict().values(), distilled.state_dict().values(), strict=True)
+    )
+
+
+def test_distillation_loss_is_the_hand_computed_one() -> None:
+    student = torch.tensor([[2.0, 0.0, -1.0], [0.5, 0.5, 0.0]])
+    teacher = torch.tensor([[1.0, 1.0, 0.0], [0.0, 2.0, 0.0]])
+    labels = torch.tensor([0, 1])
+    weight, temperature, smoothing = 0.25, 2.0, 0.1
+
+    def softmax(row: list[float], t: float = 1.0) -> list[float]:
+        e = [math.exp(v / t) for v in row]
+        return [v / sum(e) for v in e]
+
+    hard = soft = 0.0
+    for s, t, y in zip(student.tolist(), teacher.tolist(), labels.tolist(), strict=True):
+        p = softmax(s)
+        target = [smoothing / 3 + (1 - smoothing) * (k == y) for k in range(3)]  # label smoothing
+        hard += -sum(q * math.log(pk) for q, pk in zip(target, p, strict=True)) / 2
+        ps, pt = softmax(s, temperature), softmax(t, temperature)
+        soft += sum(a * math.log(a / b) for a, b in zip(pt, ps, strict=True)) / 2  # KL(teacher ‖ student)
+    expected = (1 - weight) * hard + weight * temperature**2 * soft
+    got = distillation_loss(
+        student, teacher, labels, weight=weight, temperature=temperature, label_smoothing=smoothing
+    )
+    assert got.item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_the_teacher_never_trains_and_masks_hold_under_distillation(trained, data_dir: Path) -> None:
+    model, params = trained
+    train, val = train_and_validation(data_dir, params.data.val_size, params.data.split_seed)
+    net = copy.deepcopy(model)
+    result = prune_model(net, params.prune.one_shot("ln_structured", 0.5, ["Conv2d"]))
+    teacher = copy.deepcopy(model).train()
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    plain = copy.deepcopy(net)
+    fine_tune(plain, train, result.masks, params.train, params.finetune, epochs=1, seed=3, tolerance=1e-3)
+    finetune = params.finetune.model_copy(update={"kd_weight": 0.7})
+    fine_tune(
+        net, train, result.masks, params.train, finetune, epochs=1, seed=3, tolerance=1e-3, teacher=teacher
+    )
+    assert not teacher.training and all(p.grad is None for p in teacher.parameters())
+    assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())  # BN statistics too
+    weights = dict(net.named_parameters())
+    assert all(int((weights[n].detach()[~m] != 0).sum()) == 0 for n, m in result.masks.items())
+    x = normalize(val.images)
+    with torch.no_grad():
+        assert not torch.equal(net.eval()(x), plain.eval()(x))  # the teacher did change the training
+
+
+def test_distill_without_a_weight_and_a_baseline_as_its_own_replicate_are_clear_errors() -> None:
+    with pytest.raises(ParamsError, match=r"distill but finetune.kd_weight is 0.*set finetune.kd_weight"):
+        parse_params({"sweep": {"recovery": ["none", "distill"]}})
+    with pytest.raises(ParamsError, match=r"sweep.replicates lists train.seed 0, the baseline itself"):
+        parse_params({"sweep": {"replicates": [0, 1]}})
+    with pytest.raises(ParamsError, match=r"finetune.kd_weight"):
+        parse_params({"finetune": {"kd_weight": 1.5}})
+    assert (
+        parse_params({"finetune": {"kd_weight": 0.5}, "sweep": {"recovery": ["distill"]}}).finetune.kd_weight
+        == 0.5
+    )

@@ -7,15 +7,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from prunelab.captions import provenance_line
 from prunelab.report import (
     best_at_budgets_markdown,
     claimed_vs_realised_markdown,
+    family_markdown,
     pareto_points,
+    proxy_agreement_markdown,
     random_floor_markdown,
     save_pareto_png,
     sweep_table_markdown,
+    title_markdown,
 )
 from prunelab.verdicts import Scores, compare_sweep
 from tests.conftest import PROVENANCE
@@ -182,3 +186,76 @@ def test_cost_targets_and_amounts_share_one_table() -> None:
     assert "| method | 2x | 0.3 |" in table and "cost target" in table
     assert "| lamp | 0.8000 (0.29) | 0.8500 (0.30) |" in table
     assert "| lamp | 0.287: 2.00× / 2.00× | 0.3: 1.40× / 1.20× |" in table
+
+
+def _with_finetune(p: dict[str, Any], acc: float) -> dict[str, Any]:
+    result = {"val_acc": acc, "val_acc_std": 0.0, "val_acc_by_seed": {"0": acc}}
+    control = {**result, "val_acc": 0.5, "val_acc_by_seed": {"0": 0.5}}
+    recovery = {**p["recovery"], "finetune": result, "lr_rewind": control}
+    return {**p, "recovery": recovery, "targeted_sparsity": 0.3, "amount": 0.3}
+
+
+def test_the_report_ranks_after_fine_tuning_with_the_proxies_agreement_beside_it() -> None:
+    # bn_recalibration ranks good > cheap > other at 0.3; fine-tuning reverses the first two
+    points = [
+        _with_finetune(point("cheap", 0.3, 0.80, 2.0, 1.4), 0.88),
+        _with_finetune(point("good", 0.3, 0.85, 2.0, 1.4), 0.86),
+        _with_finetune(point("other", 0.3, 0.60, 2.0, 1.4), 0.70),
+    ]
+    comparison = compare_sweep(points, scores_of(points))
+    assert comparison.recovery == "finetune"  # not the control listed after it
+    assert all(b.ranked[0]["method"] == "cheap" for b in comparison.budgets if b.ranked)
+    agreement = {(a.proxy, a.point): a.agreement for a in comparison.proxies}
+    assert set(agreement) == {("none", 0.3), ("bn_recalibration", 0.3)}
+    # one of three pairs flips: τ = (2 - 1) / 3
+    assert agreement[("bn_recalibration", 0.3)].tau == pytest.approx(1 / 3)
+    assert agreement[("bn_recalibration", 0.3)].flips == [("cheap", "good")]
+    text = proxy_agreement_markdown(comparison)
+    assert "| `bn_recalibration` | 0.33 |" in text and "`bn_recalibration` at 0.3: cheap > good" in text
+    assert comparison.as_dict()["proxy_agreement"][1] == {
+        "proxy": "bn_recalibration",
+        "point": 0.3,
+        "kendall_tau": pytest.approx(1 / 3, abs=1e-4),
+        "p": 1.0,
+        "flips": [["cheap", "good"]],
+    }
+    assert "ranked after fine-tuning with masks held (`finetune`)" in title_markdown(points, comparison)
+    tables = sweep_table_markdown(points, [0.3], 0.9, first=comparison.recovery)
+    assert tables.index("(`finetune`)") < tables.index("(`none`)") < tables.index("(`lr_rewind`)")
+
+
+def test_without_fine_tuning_the_report_ranks_after_recalibration_and_has_no_proxies() -> None:
+    comparison = compare_sweep(POINTS, scores_of(POINTS))
+    assert comparison.recovery == "bn_recalibration"
+    assert [a.proxy for a in comparison.proxies] == ["none"] * len({p["point"] for p in POINTS})
+
+
+def test_every_verdict_says_on_how_many_baselines_it_holds() -> None:
+    floored = [
+        {
+            **point("lamp", 0.3, 0.85, 2.0, 1.4),
+            "random_floor": {"bn_recalibration": point("x", 0, 0.70, 1, 1)["recovery"]["bn_recalibration"]},
+        },
+        {**point("l2", 0.3, 0.80, 2.0, 1.4)},
+    ]
+    # the second baseline: the floor catches up with lamp, and l2 leads the budget
+    again = [
+        {**floored[0], "random_floor": {"bn_recalibration": floored[0]["recovery"]["bn_recalibration"]}},
+        {**point("l2", 0.3, 0.90, 2.0, 1.4)},
+    ]
+    one = compare_sweep(floored, scores_of(floored))
+    assert one.baselines == 1 and "one baseline" in family_markdown(one)
+    both = compare_sweep(floored, scores_of(floored), {7: compare_sweep(again, scores_of(again))})
+    key = ("lamp", 0.3, "bn_recalibration")
+    assert both.floor[key].outcome == "above" and both.floor_holds(key) == 1
+    assert "vs 0.7000 **above** (1/2)" in random_floor_markdown(floored, [0.3], both)
+    ranking = next(b for b in both.budgets if b.cost == "macs_speedup" and b.budget == 2.0)
+    assert ranking.ranked[0]["method"] == "lamp" and both.budget_holds(ranking) == 1
+    assert "the same lead and verdict on 1 of 2 baselines" in best_at_budgets_markdown(both)
+    assert "train.seed 7 (sweep.replicates)" in family_markdown(both)
+    as_dict = both.as_dict()
+    assert as_dict["baselines"] == 2 and as_dict["replicate_seeds"] == [7]
+    assert as_dict["against_random_floor"][0]["holds_on"] == 1
+    # the same comparison again on the replicate: every verdict holds on both
+    same = compare_sweep(floored, scores_of(floored), {7: compare_sweep(floored, scores_of(floored))})
+    assert same.floor_holds(key) == 2 and all(same.budget_holds(b) == 2 for b in same.budgets)

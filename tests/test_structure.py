@@ -41,7 +41,7 @@ LAYERS = [
     {"fetch", "synthetic", "models", "predict", "provenance"},
     {"measure", "train"},
     {"compact", "tracking"},
-    {"groups", "recovery"},
+    {"groups", "recovery", "onnx_runtime"},
     {"prune"},
     {"controls"},
     {"sensitivity", "sweep", "verdicts", "captions"},
@@ -293,14 +293,16 @@ def test_every_stage_lists_the_params_it_reads(
         "methods": ["ln_structured", "global_unstructured", "group_lamp", plugin],
         "points": [0.5, "2x"],
         "seeds": [0, 1],
-        "recovery": ["none", "bn_recalibration", "finetune", "lr_rewind", "scratch"],
+        "recovery": ["none", "bn_recalibration", "finetune", "distill", "lr_rewind", "scratch"],
         "recalibration_images": 64,
+        "replicates": [1],
     }
     write_params(
         tmp_path / "params.yaml",
         {
             "data": {"source": str(synthetic_env), "val_size": 100},
             "sweep": sweep,
+            "finetune": {"epochs": 1, "kd_weight": 0.5},
             "sensitivity": {"amounts": [0.5], "val_images": 50},
         },
     )
@@ -309,11 +311,9 @@ def test_every_stage_lists_the_params_it_reads(
     for name, stage in stages().items():
         runs = [stage["cmd"]]
         if "matrix" in stage:
-            runs = [
-                stage["cmd"].replace("${item.method}", m).replace("${item.point}", str(a))
-                for m in sweep["methods"]
-                for a in sweep["points"]
-            ]
+            matrix = {"method": sweep["methods"], "point": sweep["points"], "seed": sweep["replicates"]}
+            for key in stage["matrix"]:
+                runs = [cmd.replace(f"${{item.{key}}}", str(value)) for cmd in runs for value in matrix[key]]
         command = Path(script_of(stage)).stem
         app = importlib.import_module(f"prunelab.commands.{command}").app
         params_reads.keys.clear()

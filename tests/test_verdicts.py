@@ -10,7 +10,15 @@ import pytest
 
 from prunelab.io import write_json
 from prunelab.per_image import correct_path, decode, encode
-from prunelab.verdicts import Family, Scores, holm, load_dense_scores, load_point_scores, paired_test
+from prunelab.verdicts import (
+    Family,
+    Scores,
+    holm,
+    load_dense_scores,
+    load_point_scores,
+    paired_test,
+    rank_agreement,
+)
 
 
 def scores(*rows: list[bool] | np.ndarray) -> Scores:
@@ -114,3 +122,18 @@ def test_the_family_corrects_every_verdict_and_skips_pairs_near_chance() -> None
     assert guessing.outcome == "near chance" and guessing.as_dict()["p"] is None
     # asking the same pair again is one verdict, not two tests
     assert family.compare("strong", "weak", scores(strong), scores(weak)) is clear
+
+
+def test_rank_agreement_against_known_rankings() -> None:
+    reference = {"a": 0.9, "b": 0.8, "c": 0.7, "d": 0.6}
+    same = rank_agreement({"a": 0.5, "b": 0.4, "c": 0.3, "d": 0.2}, reference)
+    assert same.tau == pytest.approx(1.0) and same.flips == []
+    reversed_ = rank_agreement({"a": 0.1, "b": 0.2, "c": 0.3, "d": 0.4}, reference)
+    assert reversed_.tau == pytest.approx(-1.0) and len(reversed_.flips) == 6
+    # one adjacent swap of four: 5 concordant, 1 discordant pair → τ = 4 / 6; exact p: 8 of the
+    # 24 orders have at most one or at least five discordant pairs
+    swapped = rank_agreement({"a": 0.9, "b": 0.7, "c": 0.8, "d": 0.6}, reference)
+    assert swapped.tau == pytest.approx(4 / 6) and swapped.flips == [("b", "c")]
+    assert swapped.p == pytest.approx(8 / 24)
+    # a ranking that ties everything has no order to agree with
+    assert math.isnan(rank_agreement(dict.fromkeys(reference, 0.5), reference).tau)

@@ -51,6 +51,10 @@ def made_where(root: Path) -> str:
     return f"commit {found.split()[0]} of {found.split()[1]}" if found else "not in git"
 
 
+RUNTIMES = {"": "eager", "onnx_": "ONNX"}
+"""The latency columns' runtime by metrics prefix: eager PyTorch, onnxruntime."""
+
+
 def results_block(root: Path) -> str:
     """The committed `dvc repro`: its four models on the test set, and the comparison's verdicts."""
     evaluate = read_json(root / "metrics/evaluate.json")
@@ -68,19 +72,24 @@ def results_block(root: Path) -> str:
         "finetuned": f"fine-tuned {finetune['epochs']} epoch{'s' * (finetune['epochs'] != 1)}, masks held",
         "compact": f"compact: {compact['channels_removed']} channels removed",
     }
+    onnx = evaluate.get("onnx_runtime")
+    runtimes = ["", "onnx_"] if onnx else [""]
     lines = [
-        f"The committed `dvc repro` on real CIFAR-10 ({made_where(root)}). {provenance_line(made)}",
+        f"The committed `dvc repro` on real CIFAR-10 ({made_where(root)}). {provenance_line(made)}"
+        + (f" ONNX: {onnx['runtime']}, {onnx['precision']}, {onnx['threads']} threads." if onnx else ""),
         "",
         "| model | test acc | Δ points | params | MACs | "
-        + " | ".join(f"ms @ batch {b} | × @ {b}" for b in batches)
+        + " | ".join(f"{RUNTIMES[p]} ms @ {b} | × @ {b}" for p in runtimes for b in batches)
         + " |",
-        "|---|---|---|---|---|" + "---|---|" * len(batches),
+        "|---|---|---|---|---|" + "---|---|" * len(batches) * len(runtimes),
     ]
     for name, entry in evaluate.items():
         if name not in what:
             continue
         timing = " | ".join(
-            f"{entry[f'latency_ms_b{b}']:.1f} | {entry[f'speedup_b{b}']:.2f}" for b in batches
+            f"{entry[f'{p}latency_ms_b{b}']:.1f} | {entry[f'{p}speedup_b{b}']:.2f}"
+            for p in runtimes
+            for b in batches
         )
         delta = "" if name == "baseline" else f"{(entry['acc'] - base) * 100:+.2f}"
         lines.append(
@@ -97,14 +106,16 @@ def _comparison_lines(root: Path) -> list[str]:
     if not rankings:
         return []
     recovery = RECOVERY_TITLES.get(rankings[0]["recovery"], rankings[0]["recovery"])
+    baselines = verdicts.get("baselines", 1)
+    on_baselines = "on one baseline" if baselines == 1 else f"on the first of {baselines} baselines"
     lines = [
         f"The comparison ([report/sweep.md](report/sweep.md)): validation accuracy on "
         f"{dense['val_images']:,} images {recovery}, the dense model {dense['val_acc']:.4f} on "
         f"the same images; the best two methods at each MACs budget, paired and Holm-corrected over "
-        f"the report's {verdicts['family_size']} tests, on one baseline:",
+        f"the report's {verdicts['family_size']} tests, {on_baselines}:",
         "",
-        "| fewer MACs | best | second | verdict |",
-        "|---|---|---|---|",
+        "| fewer MACs | best | second | verdict |" + (" holds on |" if baselines > 1 else ""),
+        "|---|---|---|---|" + ("---|" if baselines > 1 else ""),
     ]
     for ranking in rankings:
         verdict: dict[str, Any] = ranking.get("verdict", {})
@@ -119,8 +130,30 @@ def _comparison_lines(root: Path) -> list[str]:
         )
         if verdict.get("p_holm") is not None:
             outcome += f" (Holm p = {verdict['p_holm']:.2g})"
-        lines.append(f"| ≥ {ranking['budget']:g}× | {cells[0]} | {cells[1]} | {outcome} |")
-    return lines
+        holds = f" {ranking['holds_on']} of {baselines} |" if baselines > 1 else ""
+        lines.append(f"| ≥ {ranking['budget']:g}× | {cells[0]} | {cells[1]} | {outcome} |{holds}")
+    return lines + _proxy_lines(verdicts.get("proxy_agreement", []))
+
+
+PROXY_NAMES = {"none": "one-shot", "bn_recalibration": "BatchNorm recalibration"}
+
+
+def _proxy_lines(agreement: list[dict[str, Any]]) -> list[str]:
+    """The cheap proxies' mean Kendall's τ against the ranking, over the sweep's points."""
+    taus: dict[str, list[float]] = {}
+    for entry in agreement:
+        if entry["kendall_tau"] is not None:
+            taus.setdefault(entry["proxy"], []).append(entry["kendall_tau"])
+    if not taus:
+        return []
+    means = ", ".join(
+        f"{RECOVERY_TITLES.get(proxy, proxy).split(',')[0]} {sum(t) / len(t):.2f}"
+        for proxy, t in taus.items()
+    )
+    return [
+        "",
+        f"How far the cheap proxies rank the methods as it does (Kendall's τ, mean over the points): {means}.",
+    ]
 
 
 BLOCKS: dict[str, Callable[[Path], str]] = {"results": results_block}

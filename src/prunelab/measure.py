@@ -164,7 +164,7 @@ def compare_latency(
         for name, model in models.items():
             with channels_last(model.eval(), device), torch.no_grad(), autocast(device, dtype):
                 model(x)  # warm-up: oneDNN picks its kernels on the first call
-                times[name] += _timed_blocks(lambda model=model: model(x), min_run_time / rounds, device)
+                times[name] += timed_blocks(lambda model=model: model(x), min_run_time / rounds, device)
     out = {}
     for name, samples in times.items():
         q1, median, q3 = statistics.quantiles(samples, n=4) if len(samples) > 1 else samples * 3
@@ -172,7 +172,7 @@ def compare_latency(
     return out
 
 
-def _timed_blocks(call: Callable[[], Any], budget: float, device: torch.device) -> list[float]:
+def timed_blocks(call: Callable[[], Any], budget: float, device: torch.device) -> list[float]:
     """Seconds per call of `call`, one sample per block of calls, for `budget` seconds in all.
     A block lasts about 10 ms (one call if a call is longer), so the timer's own cost stays
     small; the GPU is synchronised around each block, so a CUDA time is the kernels' time and

@@ -327,6 +327,14 @@ class FinetuneParams(Section):
     """Fraction of fine-tuning steps of linear LR warm-up."""
     seed: int = 1
     """Seed of fine-tuning's shuffling and augmentation."""
+    kd_weight: Annotated[float, Field(ge=0, le=1)] = 0.0
+    """Knowledge distillation from the dense baseline while fine-tuning: the weight of the
+    teacher's softened outputs in the loss (the labels' weight is 1 - kd_weight). 0: plain
+    fine-tuning. The teacher is frozen in eval mode; masks still hold. Also the sweep's
+    `distill` recovery's weight."""
+    kd_temperature: Annotated[float, Field(gt=0)] = 4.0
+    """Softmax temperature of distillation (Hinton et al. 2015); the soft loss is scaled by its
+    square."""
 
     def train_params(self, train: TrainParams, epochs: int | None = None) -> TrainParams:
         """train.* with this section's keys in place (and `epochs` if given)."""
@@ -434,17 +442,28 @@ class SweepParams(Section):
     fine-tuned (the first sweep.trained_seeds of them then also seed the fine-tuning:
     finetune.seed + seed)."""
     recovery: Annotated[
-        list[Literal["none", "bn_recalibration", "finetune", "lr_rewind", "scratch"]], Field(min_length=1)
-    ] = Field(default_factory=lambda: ["none", "bn_recalibration"])
+        list[Literal["none", "bn_recalibration", "finetune", "distill", "lr_rewind", "scratch"]],
+        Field(min_length=1),
+    ] = Field(default_factory=lambda: ["none", "bn_recalibration", "finetune"])
     """What each point is scored after, side by side: `none` (one-shot); `bn_recalibration`
     (BatchNorm running statistics re-estimated on sweep.recalibration_images training images,
     seconds a point); `finetune` (sweep.finetune_epochs of fine-tuning with masks held and the
-    finetune.* settings, once per sweep.seeds entry: minutes a point on a CPU). Two controls:
+    finetune.* settings, once per seed of the first sweep.trained_seeds; the compacted model
+    trains where whole channels were pruned). The report ranks the methods after `finetune`
+    where it ran, and measures how far `none` and `bn_recalibration` rank like it. `distill`
+    (opt-in): `finetune` with knowledge distillation from the dense baseline at
+    finetune.kd_weight and finetune.kd_temperature; the teacher's forward pass adds to every
+    step. Two controls:
     `lr_rewind` (the same epochs with masks held, but at the learning rates of the last
     sweep.finetune_epochs of the baseline's own train.* schedule: Renda et al. 2020) and
     `scratch` (the pruned architecture, compacted for channel methods and masked for
     unstructured ones, trained from a fresh init for train.epochs + sweep.finetune_epochs:
     Liu et al. 2019; as long as training the baseline)."""
+    replicates: list[int] = Field(default_factory=list)
+    """train.seed values of more baselines, each trained as the baseline is (train.*, its own
+    seed) and compared as it is (stages replicate, dense_replicate, sweep_replicate); the report
+    then says, for every verdict, on how many baselines it holds. Empty: one baseline, and the
+    report says so. Each replicate costs a training run and a whole comparison."""
     trained_seeds: Annotated[int, Field(ge=1)] = 2
     """How many of sweep.seeds (the first) the training recoveries (`finetune`, `lr_rewind`,
     `scratch`) run, for each point and its floor. Each costs a training run: fewer seeds keep
@@ -458,7 +477,7 @@ class SweepParams(Section):
     recalibration_images: Annotated[int, Field(ge=1)] = 2560
     """Training images (the first of the training split, not augmented) on which
     `bn_recalibration` re-estimates the BatchNorm statistics."""
-    finetune_epochs: Annotated[float, Field(gt=0)] = 1
+    finetune_epochs: Annotated[float, Field(gt=0)] = 0.1
     """The fixed fine-tuning budget of the `finetune` and `lr_rewind` recoveries, in epochs: a
     whole number, or a fraction below 1 (one pass over that fraction of the training split,
     drawn by seed; `scratch` rounds it up). Write a fraction in a list as an explicit float."""
@@ -468,6 +487,13 @@ class SweepParams(Section):
     def _distinct(cls, value: list[str]) -> list[str]:
         if len(set(value)) != len(value):
             raise ValueError("list each recovery once")
+        return value
+
+    @field_validator("replicates")
+    @classmethod
+    def _distinct_replicates(cls, value: list[int]) -> list[int]:
+        if len(set(value)) != len(value):
+            raise ValueError("list each seed once")
         return value
 
     @field_validator("finetune_epochs")
@@ -492,6 +518,24 @@ class Params(Section):
     evaluate: EvaluateParams = Field(default_factory=EvaluateParams)
     sweep: SweepParams = Field(default_factory=SweepParams)
     sensitivity: SensitivityParams = Field(default_factory=SensitivityParams)
+
+    @model_validator(mode="after")
+    def _distill_needs_a_weight(self) -> Params:
+        if "distill" in self.sweep.recovery and self.finetune.kd_weight == 0:
+            raise ValueError(
+                "sweep.recovery lists distill but finetune.kd_weight is 0 (no distillation); set "
+                "finetune.kd_weight above 0, e.g. 0.5"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _replicates_differ_from_the_baseline(self) -> Params:
+        if self.train.seed in self.sweep.replicates:
+            raise ValueError(
+                f"sweep.replicates lists train.seed {self.train.seed}, the baseline itself; "
+                "give the seeds of the other baselines"
+            )
+        return self
 
 
 # ---------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import torch
 from prunelab.device import cpu_flags, cpu_model, dtype_name, resolve_device, resolve_precision
 from prunelab.params import TrainParams
 
-LIBRARIES = ("torch", "torchvision", "torch-pruning", "dvc")
+LIBRARIES = ("torch", "torchvision", "torch-pruning", "onnxruntime", "dvc")
 
 MACHINE_KEYS = ("cpu", "cpu_flags", "gpu", "precision")
 """What makes two results come from different kinds of machine (threads only change last bits)."""

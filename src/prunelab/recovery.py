@@ -1,6 +1,8 @@
 """Recovering accuracy after pruning, as the comparison scores it: nothing (one-shot),
-re-estimated BatchNorm statistics (seconds), fine-tuning for a fixed budget with masks held, or
-learning-rate rewinding (the same budget at the baseline schedule's last learning rates).
+re-estimated BatchNorm statistics (seconds), fine-tuning for a fixed budget with masks held (with
+or without distillation from the dense model), or learning-rate rewinding (the same budget at
+the baseline schedule's last learning rates). Training with masks held runs at the compacted
+model's cost (`fit_masked`), for the finetune stage too.
 
 One-shot accuracy after pruning is dominated by BatchNorm running statistics that no longer fit
 the pruned network, not by which weights were removed; recalibrating them on a few thousand
@@ -18,7 +20,7 @@ from prunelab.compact import compact_form, expand_into
 from prunelab.data import Split, normalize
 from prunelab.device import autocast, channels_last
 from prunelab.params import FinetuneParams, TrainParams
-from prunelab.train import EpochRecord, fit, lr_at, planned_epochs, steps_per_epoch
+from prunelab.train import Distillation, EpochRecord, fit, lr_at, planned_epochs, steps_per_epoch
 
 
 @torch.no_grad()
@@ -81,12 +83,16 @@ def fine_tune(
     epochs: float,
     seed: int,
     tolerance: float,
+    teacher: nn.Module | None = None,
 ) -> None:
     """`epochs` of fine-tuning (finetune.* settings, seeded with `seed`; a fraction of one epoch
-    sees that fraction of the images) with pruned weights held at zero."""
+    sees that fraction of the images) with pruned weights held at zero; with a `teacher`,
+    distilling it at finetune.kd_weight and finetune.kd_temperature."""
     images, whole = budgeted(train, epochs, seed)
     cfg = finetune.train_params(train_cfg, epochs=whole).model_copy(update={"seed": seed})
-    fit_masked(model, images, cfg, masks, tolerance=tolerance, label="recovery fine-tune")
+    distill = Distillation(teacher, finetune.kd_weight, finetune.kd_temperature) if teacher else None
+    label = "recovery distillation" if distill else "recovery fine-tune"
+    fit_masked(model, images, cfg, masks, tolerance=tolerance, label=label, distill=distill)
 
 
 def rewind_lr(

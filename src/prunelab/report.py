@@ -19,6 +19,7 @@ from prunelab.verdicts import (
     Verdict,
     borderline,
     latency_batches,
+    ranking_recovery,
     with_latency,
 )
 
@@ -26,6 +27,7 @@ RECOVERY_TITLES = {
     "none": "one-shot, no recovery",
     "bn_recalibration": "after BatchNorm recalibration",
     "finetune": "after fine-tuning with masks held",
+    "distill": "after fine-tuning with distillation from the dense model",
     "lr_rewind": "after learning-rate rewinding (control)",
     "scratch": "the pruned architecture trained from scratch (control)",
 }
@@ -49,11 +51,34 @@ def _grid_table(points: list[dict[str, Any]], grid: Grid, cell: Any, methods: li
     return "\n".join(lines) + "\n"
 
 
-def sweep_table_markdown(points: list[dict[str, Any]], grid: Grid, dense_acc: float | None) -> str:
-    """One table per recovery (rows: methods; columns: sweep.points; cells: validation accuracy,
-    ± its std over seeds where it depends on the seed, and the counted targeted sparsity), then
-    a table of what each point costs."""
+def title_markdown(points: list[dict[str, Any]], comparison: Comparison) -> str:
+    """The report's title and what it leads with."""
+    recovery = comparison.recovery
+    proxies = sorted({a.proxy for a in comparison.proxies})
+    beside = (
+        f" The cheaper {' and '.join(f'`{p}`' for p in proxies)} results stand beside it as proxies, "
+        "with how far their rankings agree with it."
+        if proxies
+        else ""
+    )
+    return (
+        "# Pruning methods compared\n\n"
+        f"The methods are ranked {RECOVERY_TITLES.get(recovery, recovery)} (`{recovery}`), "
+        f"each scored on the same {points[0]['val_images'] if points else 0} validation images as the "
+        f"dense baseline.{beside}\n"
+    )
+
+
+def sweep_table_markdown(
+    points: list[dict[str, Any]], grid: Grid, dense_acc: float | None, first: str | None = None
+) -> str:
+    """One table per recovery (`first` first; rows: methods; columns: sweep.points; cells:
+    validation accuracy, ± its std over seeds where it depends on the seed, and the counted
+    targeted sparsity), then a table of what each point costs."""
     recoveries = list(dict.fromkeys(r for p in points for r in p["recovery"]))
+    if first in recoveries:
+        recoveries.remove(first)
+        recoveries.insert(0, first)
 
     def table(cell: Any) -> str:
         return _grid_table(points, grid, cell)
@@ -62,13 +87,13 @@ def sweep_table_markdown(points: list[dict[str, Any]], grid: Grid, dense_acc: fl
     dense = f"The dense baseline on the same images: {dense_acc:.4f}. " if dense_acc is not None else ""
     repeated = (
         f"Where a result depends on the seed (random methods, plugins, training) it is the mean ± "
-        f"std over {seeds} seeds (sweep.seeds); the random methods are the floor a criterion must "
-        "beat. "
+        f"std over its seeds (up to {seeds}: sweep.seeds, and sweep.trained_seeds where it trains); "
+        "the random methods are the floor a criterion must beat. "
         if seeds > 1
         else ""
     )
     parts = [
-        "# Pruning methods compared\n\n"
+        "## Accuracy at every point\n\n"
         f"Validation accuracy ({points[0]['val_images'] if points else 0} validation images) of each "
         "method at each point of sweep.points, after each recovery (sweep.recovery); in brackets "
         "the fraction of targeted weights that are zero, counted. A point `<r>x` is a cost target "
@@ -76,18 +101,48 @@ def sweep_table_markdown(points: list[dict[str, Any]], grid: Grid, dense_acc: fl
         f"r× compression (params / nonzero) for unstructured ones. {dense}{repeated.rstrip()}\n\n"
     ]
     for recovery in recoveries:
-        parts.append(f"## {RECOVERY_TITLES.get(recovery, recovery)} (`{recovery}`)\n\n")
+        parts.append(f"### {RECOVERY_TITLES.get(recovery, recovery)} (`{recovery}`)\n\n")
         parts.append(
             table(lambda p, r=recovery: f"{_accuracy(p['recovery'][r])} ({p['targeted_sparsity']:.2f})")
         )
         parts.append("\n")
     parts.append(
-        "## What each point costs\n\nThe amount pruned (searched, for a cost target), then compression "
+        "### What each point costs\n\nThe amount pruned (searched, for a cost target), then compression "
         "(params / nonzero params) and MACs speed-up of the compacted model (dense MACs / compacted "
         "MACs; only structured methods remove whole channels).\n\n"
     )
     parts.append(table(lambda p: f"{p['amount']:.3g}: {p['compression']:.2f}× / {p['macs_speedup']:.2f}×"))
     return "".join(parts)
+
+
+def proxy_agreement_markdown(comparison: Comparison) -> str:
+    """Kendall's τ of each cheap proxy's ranking against the ranking recovery's, per point, and
+    the pairs whose order flips."""
+    if not comparison.proxies:
+        return ""
+    recovery = comparison.recovery
+    proxies = list(dict.fromkeys(a.proxy for a in comparison.proxies))
+    grid = list(dict.fromkeys(a.point for a in comparison.proxies))
+    by_key = {(a.proxy, a.point): a.agreement for a in comparison.proxies}
+    lines = [
+        "## How far the cheap proxies rank like it\n",
+        f"Kendall's τ between each proxy's ranking of the methods at a point and the `{recovery}` "
+        "ranking there (1: the same order; -1: reversed), then the pairs the two order differently, "
+        f"the `{recovery}` ranking's better one first. Accuracies are seed means; a flip between "
+        "two methods within noise of each other is expected.\n",
+        "| proxy | " + " | ".join(str(g) for g in grid) + " |",
+        "|---|" + "---|" * len(grid),
+    ]
+    for proxy in proxies:
+        taus = [by_key[(proxy, g)].tau for g in grid]
+        lines.append(f"| `{proxy}` | " + " | ".join("–" if t != t else f"{t:.2f}" for t in taus) + " |")
+    lines.append("")
+    for proxy in proxies:
+        for g in grid:
+            flips = by_key[(proxy, g)].flips
+            if flips:
+                lines.append(f"- `{proxy}` at {g}: " + ", ".join(f"{a} > {b}" for a, b in flips))
+    return "\n".join(lines) + "\n"
 
 
 def _accuracy(result: dict[str, Any]) -> str:
@@ -159,15 +214,32 @@ def family_markdown(comparison: Comparison) -> str:
     """What the report's verdicts are and how they were tested."""
     return (
         "## How the verdicts are tested\n\n"
-        f"Every verdict below is one of a family of {comparison.family.size} tests, corrected together "
+        f"Every verdict of this report is one of a family of {comparison.family.size} tests, corrected together "
         f"by Holm's method at a family-wise error rate of {ALPHA:g}. Every model, the dense reference "
         "included, is scored on the same validation images, so each test is paired image by image: "
         "McNemar's exact test between two single scores; where a side was repeated over seeds, a z-test "
         "on the per-image differences of the seed means, with each side's seed spread added. Results "
         f"that both sit below {CHANCE + NEAR_CHANCE:.2f} (chance is {CHANCE:.2f}) are marked near chance "
-        "and not ranked. All rest on one baseline (train.seed): a verdict says how this baseline's "
-        "pruned models compare, not how a retrained baseline's would.\n"
+        f"and not ranked. {_baselines_sentence(comparison)}\n"
     )
+
+
+def _baselines_sentence(comparison: Comparison) -> str:
+    if not comparison.replicates:
+        return (
+            "All rest on one baseline (train.seed): a verdict says how this baseline's pruned models "
+            "compare, not how a retrained baseline's would (sweep.replicates adds baselines)."
+        )
+    seeds = ", ".join(map(str, comparison.replicates))
+    return (
+        f"The whole comparison also ran on {len(comparison.replicates)} more baselines, trained as this one "
+        f"with train.seed {seeds} (sweep.replicates), each tested as a family of its own; "
+        f"every verdict says on how many of the {comparison.baselines} baselines it comes out the same."
+    )
+
+
+def _holds(count: int, comparison: Comparison) -> str:
+    return f" ({count}/{comparison.baselines})" if comparison.replicates else ""
 
 
 def _mark(verdict: Verdict) -> str:
@@ -189,15 +261,24 @@ def random_floor_markdown(points: list[dict[str, Any]], grid: Grid, comparison: 
         "Each criterion against random masks that prune exactly as many units of each layer "
         "(sweep.random_floor; mean ± std over the seeds), so only the choice of units differs: "
         "same MACs, same parameter count. **above** or **below** the floor after Holm's correction, "
-        "≈ within noise, or near chance.\n",
+        "≈ within noise, or near chance"
+        + (
+            f"; (k/{comparison.baselines}): on how many of the baselines the verdict comes out the same.\n"
+            if comparison.replicates
+            else ".\n"
+        ),
     ]
     for recovery in recoveries:
 
         def cell(p: dict[str, Any], r: str = recovery) -> str:
             if r not in p.get("random_floor", {}):
                 return "–"
-            verdict = comparison.floor[(p["method"], p["point"], r)]
-            return f"{_accuracy(p['recovery'][r])} vs {_accuracy(p['random_floor'][r])} {_mark(verdict)}"
+            key = (p["method"], p["point"], r)
+            verdict = comparison.floor[key]
+            holds = _holds(comparison.floor_holds(key), comparison)
+            return (
+                f"{_accuracy(p['recovery'][r])} vs {_accuracy(p['random_floor'][r])} {_mark(verdict)}{holds}"
+            )
 
         lines.append(f"### {RECOVERY_TITLES.get(recovery, recovery)} (`{recovery}`)\n")
         lines.append(_grid_table(floored, grid, cell, methods))
@@ -225,30 +306,35 @@ def claimed_vs_realised_markdown(points: list[dict[str, Any]], grid: Grid) -> st
     ]
     if not structured or not batches:
         return ""
+    onnx = all(f"onnx_latency_speedup_b{b}" in p for p in points for b in batches)
     lines = [
         "## Claimed against realised speed-up\n",
         "MACs speed-up of the compacted model → latency speed-up measured against the dense model "
-        f"at batch {', '.join(map(str, batches))} (CPU, interleaved rounds, the precision of "
-        "train.precision). Unstructured methods remove no whole channel: their models keep the "
-        "dense shapes (1.00×).\n",
+        f"at batch {', '.join(map(str, batches))} in eager PyTorch (interleaved rounds, the "
+        "precision of train.precision)"
+        + (", then in onnxruntime on the CPU (its exported ONNX, fp32, as many threads)" if onnx else "")
+        + ". Unstructured methods remove no whole channel: their models keep the dense shapes "
+        "(1.00×).\n",
     ]
 
     def cell(p: dict[str, Any]) -> str:
-        return f"{p['macs_speedup']:.2f} → " + ", ".join(f"{p[f'latency_speedup_b{b}']:.2f}" for b in batches)
+        eager = ", ".join(f"{p[f'latency_speedup_b{b}']:.2f}" for b in batches)
+        runtime = ", ".join(f"{p[f'onnx_latency_speedup_b{b}']:.2f}" for b in batches) if onnx else ""
+        return f"{p['macs_speedup']:.2f} → {eager}" + (f" / onnx {runtime}" if onnx else "")
 
     return "\n".join(lines) + "\n" + _grid_table(points, grid, cell, structured)
 
 
 def best_at_budgets_markdown(comparison: Comparison) -> str:
     """For each cost budget, the methods ranked by their best accuracy among the points that
-    reach it, after the most thorough recovery the sweep ran, with the first against the second."""
+    reach it, after the ranking recovery, with the first against the second."""
     recovery = comparison.recovery
     lines = [
         f"## Best method at each budget ({RECOVERY_TITLES.get(recovery, recovery)})\n",
         "Per budget, each method's most accurate point that reaches it, best first (at most three). "
         "A cost target of sweep.points is met at the smallest amount that reaches it; a point given "
         "as an amount may overshoot the budget. The verdict compares the first with the second, "
-        "paired over the images and corrected with the rest of the family (above). A measured "
+        "paired over the images and corrected with the rest of the family (below). A measured "
         f"speed-up that clears its budget by less than {LATENCY_NOISE}× is marked: between two runs "
         f"of a comparison on one machine, speed-ups moved by up to {LATENCY_NOISE}×, so such a "
         "point may miss the budget in the next run and the ranking change.\n",
@@ -266,6 +352,11 @@ def best_at_budgets_markdown(comparison: Comparison) -> str:
             if ranking.verdict is not None:
                 first, second = ranking.ranked[0]["method"], ranking.ranked[1]["method"]
                 verdict = ". " + _pair_verdict(first, second, ranking.verdict)
+            if comparison.replicates:
+                verdict += (
+                    f"; the same lead and verdict on {comparison.budget_holds(ranking)} of "
+                    f"{comparison.baselines} baselines"
+                )
             lines.append(f"- **≥ {budget:g}× {title}**: {entries or 'no point reaches it'}{verdict}")
         lines.append("")
     return "\n".join(lines) + "\n"
@@ -297,7 +388,7 @@ def pareto_points(points: list[dict[str, Any]], recovery: str, cost: str) -> set
 def save_pareto_png(
     points: list[dict[str, Any]], dense_acc: float | None, path: Path, made: dict[str, Any] | None = None
 ) -> None:
-    """Accuracy against MACs speed-up and against compression, after the last recovery; rings
+    """Accuracy against MACs speed-up and against compression, after the ranking recovery; rings
     mark the Pareto front."""
     import matplotlib
 
@@ -305,7 +396,7 @@ def save_pareto_png(
     import matplotlib.pyplot as plt
 
     points = with_latency(points)
-    recovery = list(dict.fromkeys(r for p in points for r in p["recovery"]))[-1]
+    recovery = ranking_recovery(points)
     fig, axes = plt.subplots(1, len(COSTS), figsize=(6 * len(COSTS), 4.5), dpi=120, sharey=True)
     for ax, cost in zip(axes, COSTS, strict=True):
         front = pareto_points(points, recovery, cost)

@@ -20,6 +20,7 @@ from prunelab.controls import random_floor_masks, train_from_scratch
 from prunelab.data import Split
 from prunelab.groups import Gradients
 from prunelab.measure import compare_latency, count_macs, mean_and_std, sparsity_report, speedups
+from prunelab.onnx_runtime import compare_onnx_latency
 from prunelab.params import Params, cost_target
 from prunelab.per_image import encode
 from prunelab.predict import split_correct
@@ -35,7 +36,7 @@ from prunelab.prune import (
 from prunelab.recovery import fine_tune, recalibrate_batchnorm, rewind_lr
 from prunelab.train import loss_gradients
 
-TRAINED = ("finetune", "lr_rewind", "scratch")
+TRAINED = ("finetune", "distill", "lr_rewind", "scratch")
 """Recoveries that train, and so depend on their seed whatever the masks do."""
 
 
@@ -113,7 +114,9 @@ def score_point(
         small = compacted_copy(net, val.images[:64], params.compact.tolerance, device) if untrained else None
         start = {r: net if r in TRAINED else small or net for r in recoveries}
         return {
-            r: score(recover(start[r], result, pruning.unit, r, params, train, seed, device, dtype))
+            r: score(
+                recover(start[r], result, pruning.unit, r, params, train, seed, device, dtype, load_baseline)
+            )
             for r in recoveries
         }
 
@@ -188,8 +191,10 @@ def recover(
     seed: int,
     device: torch.device,
     dtype: torch.dtype,
+    load_baseline: Callable[[], nn.Module],
 ) -> nn.Module:
-    """A copy of the pruned `net` after `recovery` (sweep.recovery); `net` is left as it is."""
+    """A copy of the pruned `net` after `recovery` (sweep.recovery); `net` is left as it is.
+    `load_baseline` gives the dense model, the teacher of `distill`."""
     sweep = params.sweep
     if recovery == "scratch":
         return train_from_scratch(net, result, unit, train, params, seed=params.train.seed + seed)
@@ -199,7 +204,7 @@ def recover(
         recalibrate_batchnorm(
             model, images, batch_size=params.evaluate.batch_size, device=device, dtype=dtype
         )
-    elif recovery == "finetune":
+    elif recovery in ("finetune", "distill"):
         fine_tune(
             model,
             train,
@@ -209,6 +214,7 @@ def recover(
             epochs=sweep.finetune_epochs,
             seed=params.finetune.seed + seed,
             tolerance=params.compact.tolerance,
+            teacher=load_baseline() if recovery == "distill" else None,
         )
     elif recovery == "lr_rewind":
         rewind_lr(
@@ -233,19 +239,22 @@ def measured_speedups(
     removed: bool,
 ) -> dict[str, float]:
     """Latency of the dense model over that of the compacted one at each
-    evaluate.latency_batch_sizes, measured in interleaved rounds on `device`. A model that lost
-    no whole channel has the dense shapes, and its speed-up is 1 without measuring."""
+    evaluate.latency_batch_sizes, measured in interleaved rounds on `device` in eager PyTorch,
+    and on the CPU in onnxruntime (`onnx_`). A model that lost no whole channel has the dense
+    shapes, and its speed-up is 1 without measuring."""
     batches = params.evaluate.latency_batch_sizes
     if not removed:
-        return {f"latency_speedup_b{b}": 1.0 for b in batches}
+        return {f"{p}latency_speedup_b{b}": 1.0 for b in batches for p in ("", "onnx_")}
     out = {}
+    pair = {"dense": dense, "compact": small}
     for batch in batches:
-        timing = compare_latency(
-            {"dense": dense, "compact": small}, batch, dtype, params.evaluate.latency_seconds, device=device
-        )
-        out[f"latency_speedup_b{batch}"] = speedups({k: t["median_ms"] for k, t in timing.items()}, "dense")[
-            "compact"
-        ]
+        timings = {
+            "": compare_latency(pair, batch, dtype, params.evaluate.latency_seconds, device=device),
+            "onnx_": compare_onnx_latency(pair, batch, params.evaluate.latency_seconds),
+        }
+        for prefix, timing in timings.items():
+            ms = {k: t["median_ms"] for k, t in timing.items()}
+            out[f"{prefix}latency_speedup_b{batch}"] = speedups(ms, "dense")["compact"]
     return out
 
 

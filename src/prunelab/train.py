@@ -147,6 +147,38 @@ class Lookahead:
                 value.copy_(self.average[name])
 
 
+@dataclass
+class Distillation:
+    """Knowledge distillation while training (Hinton et al. 2015): a frozen `teacher` in eval
+    mode, the KL divergence of the student's softened outputs from the teacher's weighted by
+    `weight` (the label loss by 1 - weight), at `temperature`."""
+
+    teacher: nn.Module
+    weight: float
+    temperature: float
+
+
+def distillation_loss(
+    student: torch.Tensor,
+    teacher: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    weight: float,
+    temperature: float,
+    label_smoothing: float,
+) -> torch.Tensor:
+    """(1 - weight) · cross-entropy(student, labels) + weight · T² · KL(teacher_T ‖ student_T),
+    where x_T = softmax(x / T); T² keeps the soft part's gradients at the hard part's scale."""
+    hard = nn.functional.cross_entropy(student, labels, label_smoothing=label_smoothing)
+    soft = nn.functional.kl_div(
+        nn.functional.log_softmax(student / temperature, dim=1),
+        nn.functional.log_softmax(teacher / temperature, dim=1),
+        reduction="batchmean",
+        log_target=True,
+    )
+    return (1 - weight) * hard + weight * temperature**2 * soft
+
+
 def pruned_weights_nonzero(model: nn.Module, masks: dict[str, torch.Tensor]) -> int:
     """Pruned positions (False in `masks`) whose weight is not zero: 0 unless masks leaked."""
     params = dict(model.named_parameters())
@@ -186,20 +218,36 @@ def fit(
     on_epoch: Callable[[EpochRecord], None] | None = None,
     label: str = "train",
     lr_schedule: LRSchedule | None = None,
+    distill: Distillation | None = None,
 ) -> list[EpochRecord]:
     """Train `model` in place for cfg.epochs; returns one record per epoch.
 
     With `resume_file`, state is saved after every epoch and a matching file (same
     `fingerprint`) is resumed from, then removed once training completes. `lr_schedule(step,
-    total_steps)` replaces the cfg.lr / cfg.warmup schedule (learning-rate rewinding).
+    total_steps)` replaces the cfg.lr / cfg.warmup schedule (learning-rate rewinding). With
+    `distill` (weight above 0), the loss distils its teacher, which never trains.
     """
     device = resolve_device(cfg.device)
     dtype = resolve_precision(cfg.precision, device)
     cfg = cfg.model_copy(update={"epochs": _epochs_in(cfg, dtype)})
-    with channels_last(model, device), frozen_while_training(model, cfg):
+    distill = distill if distill is not None and distill.weight > 0 else None
+    teacher = distill.teacher.eval().requires_grad_(False) if distill else nn.Identity()
+    with channels_last(model, device), frozen_while_training(model, cfg), channels_last(teacher, device):
         schedule = lr_schedule or (lambda step, total: lr_at(step, total, cfg.lr, cfg.warmup))
         return _fit(
-            model, train, cfg, device, dtype, val, masks, resume_file, fingerprint, on_epoch, label, schedule
+            model,
+            train,
+            cfg,
+            device,
+            dtype,
+            val,
+            masks,
+            resume_file,
+            fingerprint,
+            on_epoch,
+            label,
+            schedule,
+            distill,
         )
 
 
@@ -225,6 +273,7 @@ def _fit(
     on_epoch: Callable[[EpochRecord], None] | None,
     label: str,
     lr_schedule: LRSchedule,
+    distill: Distillation | None,
 ) -> list[EpochRecord]:
     optimizer = make_optimizer(model, cfg)
     keeper = MaskKeeper(model, masks) if masks else None
@@ -278,7 +327,19 @@ def _fit(
                     group["lr"] = lr * group.get("lr_scale", 1.0)
                 with autocast(device, dtype):
                     logits = model(x)
-                    loss = loss_fn(logits.float(), y)
+                    if distill is None:
+                        loss = loss_fn(logits.float(), y)
+                    else:
+                        with torch.no_grad():
+                            taught = distill.teacher(x).float()
+                        loss = distillation_loss(
+                            logits.float(),
+                            taught,
+                            y,
+                            weight=distill.weight,
+                            temperature=distill.temperature,
+                            label_smoothing=cfg.label_smoothing,
+                        )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if keeper:

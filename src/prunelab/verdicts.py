@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -258,9 +258,57 @@ def borderline(point: dict[str, Any], cost: str, budget: float) -> bool:
     return cost == "latency_speedup" and point[cost] - budget < LATENCY_NOISE
 
 
-def last_recovery(points: list[dict[str, Any]]) -> str:
-    """The most thorough recovery the sweep ran (the last of sweep.recovery)."""
-    return list(dict.fromkeys(r for p in points for r in p["recovery"]))[-1]
+RANKED_AFTER = ("finetune", "distill", "bn_recalibration", "none")
+"""The recovery the report ranks after, the first the sweep ran: fine-tuning is what users ship;
+the others are its cheap proxies. The controls (lr_rewind, scratch) are never the ranking."""
+
+PROXIES = ("none", "bn_recalibration")
+
+
+def ranking_recovery(points: list[dict[str, Any]]) -> str:
+    """The recovery the report's rankings are made after (RANKED_AFTER)."""
+    ran = list(dict.fromkeys(r for p in points for r in p["recovery"]))
+    return next((r for r in RANKED_AFTER if r in ran), ran[-1])
+
+
+@dataclass
+class ProxyAgreement:
+    """How a cheap recovery ranks the methods at one point, against the ranking recovery."""
+
+    proxy: str
+    point: Any
+    agreement: Agreement
+
+    def as_dict(self) -> dict[str, Any]:
+        tau, p = self.agreement.tau, self.agreement.p
+        return {
+            "proxy": self.proxy,
+            "point": self.point,
+            "kendall_tau": None if math.isnan(tau) else round(tau, 4),
+            "p": None if math.isnan(p) else round(p, 6),
+            "flips": [list(pair) for pair in self.agreement.flips],
+        }
+
+
+def proxy_agreement(points: list[dict[str, Any]], recovery: str) -> list[ProxyAgreement]:
+    """Per proxy (PROXIES the sweep ran, other than `recovery`) and sweep point: Kendall's τ of
+    its ranking of the methods against `recovery`'s, and the pairs that flip."""
+    ran = list(dict.fromkeys(r for p in points for r in p["recovery"]))
+    out = []
+    for proxy in (r for r in PROXIES if r in ran and r != recovery):
+        for point in dict.fromkeys(p["point"] for p in points):
+            here = [p for p in points if p["point"] == point]
+            out.append(
+                ProxyAgreement(
+                    proxy,
+                    point,
+                    rank_agreement(
+                        {p["method"]: p["recovery"][proxy]["val_acc"] for p in here},
+                        {p["method"]: p["recovery"][recovery]["val_acc"] for p in here},
+                    ),
+                )
+            )
+    return out
 
 
 def label(point: dict[str, Any]) -> str:
@@ -286,6 +334,31 @@ class Comparison:
     budgets: list[BudgetRanking]
     recovery: str  # of the budget rankings
     family: Family
+    proxies: list[ProxyAgreement]
+    replicates: dict[int, Comparison] = field(default_factory=dict)  # by train.seed
+
+    @property
+    def baselines(self) -> int:
+        return 1 + len(self.replicates)
+
+    def floor_holds(self, key: tuple[str, Any, str]) -> int:
+        """On how many baselines the floor verdict `key` comes out as on this one."""
+        outcome = self.floor[key].outcome
+        return 1 + sum(r.floor[key].outcome == outcome for r in self.replicates.values() if key in r.floor)
+
+    def budget_holds(self, ranking: BudgetRanking) -> int:
+        """On how many baselines the same method leads at the budget, by the same verdict."""
+
+        def summary(b: BudgetRanking) -> tuple[str | None, str | None]:
+            return (b.ranked[0]["method"] if b.ranked else None, b.verdict.outcome if b.verdict else None)
+
+        mine = summary(ranking)
+        return 1 + sum(
+            summary(b) == mine
+            for r in self.replicates.values()
+            for b in r.budgets
+            if (b.cost, b.budget) == (ranking.cost, ranking.budget)
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -293,8 +366,17 @@ class Comparison:
             "correction": "Holm",
             "family_size": self.family.size,
             "near_chance_below": CHANCE + NEAR_CHANCE,
+            "baselines": self.baselines,
+            "replicate_seeds": list(self.replicates),
             "against_random_floor": [
-                {"method": m, "point": p, "recovery": r, **v.as_dict()} for (m, p, r), v in self.floor.items()
+                {
+                    "method": m,
+                    "point": p,
+                    "recovery": r,
+                    **v.as_dict(),
+                    "holds_on": self.floor_holds((m, p, r)),
+                }
+                for (m, p, r), v in self.floor.items()
             ],
             "best_at_budget": [
                 {
@@ -303,18 +385,25 @@ class Comparison:
                     "recovery": self.recovery,
                     "ranked": [label(p) for p in b.ranked],
                     **({"verdict": b.verdict.as_dict()} if b.verdict else {}),
+                    "holds_on": self.budget_holds(b),
                 }
                 for b in self.budgets
             ],
+            "proxy_agreement": [a.as_dict() for a in self.proxies],
         }
 
 
 def compare_sweep(
-    points: list[dict[str, Any]], scores: dict[tuple[str, Any], dict[str, dict[str, Scores]]]
+    points: list[dict[str, Any]],
+    scores: dict[tuple[str, Any], dict[str, dict[str, Scores]]],
+    replicates: dict[int, Comparison] | None = None,
 ) -> Comparison:
     """The report's verdicts: every criterion against its random floor after each recovery, and
-    the first against the second method at each cost budget after the last recovery; `scores`
-    holds each point's per-image results by (method, point) (load_point_scores)."""
+    the first against the second method at each cost budget after the ranking recovery (with
+    the cheap proxies' agreement with its ranking); `scores` holds each point's per-image results
+    by (method, point) (load_point_scores); `replicates` the same comparison on each replicate
+    baseline (by train.seed), each corrected as its own family, against which every verdict is
+    checked."""
     family = Family()
     floor = {}
     for p in points:
@@ -327,7 +416,7 @@ def compare_sweep(
                 floor_scores,
             )
     points = with_latency(points)
-    recovery = last_recovery(points)
+    recovery = ranking_recovery(points)
     budgets = []
     for cost, (_, levels) in COSTS.items():
         for budget in levels:
@@ -350,4 +439,4 @@ def compare_sweep(
                 )
             budgets.append(BudgetRanking(cost, budget, ranked, verdict))
     family.correct()
-    return Comparison(floor, budgets, recovery, family)
+    return Comparison(floor, budgets, recovery, family, proxy_agreement(points, recovery), replicates or {})

@@ -29,6 +29,7 @@ from prunelab.measure import (
     sparsity_report,
     speedups,
 )
+from prunelab.onnx_runtime import compare_onnx_latency, onnx_setup
 from prunelab.params import load_params
 from prunelab.predict import predict
 from prunelab.provenance import provenance
@@ -107,17 +108,23 @@ def main(
     measured = {name: nets[name] for name in dict.fromkeys(shared.values())}
     for batch in cfg.evaluate.latency_batch_sizes if latency else []:
         timings = compare_latency(measured, batch, dtype, cfg.evaluate.latency_seconds, device=device)
-        latency_ms = {name: timings[shared[name]]["median_ms"] for name in nets}
-        for name, speedup in speedups(latency_ms, reference).items():
-            results[name][f"latency_ms_b{batch}"] = latency_ms[name]
-            results[name][f"latency_iqr_ms_b{batch}"] = timings[shared[name]]["iqr_ms"]
-            results[name][f"speedup_b{batch}"] = speedup
-            results[name]["latency_measured"] = "here" if shared[name] == name else f"as {shared[name]}"
+        # and in the runtime CNNs are deployed with on CPUs (onnx_runtime.py)
+        onnx = compare_onnx_latency(measured, batch, cfg.evaluate.latency_seconds)
+        for runtime, timed, prefix in (("eager", timings, ""), ("onnx", onnx, "onnx_")):
+            latency_ms = {name: timed[shared[name]]["median_ms"] for name in nets}
+            for name, speedup in speedups(latency_ms, reference).items():
+                results[name][f"{prefix}latency_ms_b{batch}"] = latency_ms[name]
+                results[name][f"{prefix}latency_iqr_ms_b{batch}"] = timed[shared[name]]["iqr_ms"]
+                results[name][f"{prefix}speedup_b{batch}"] = speedup
+                if runtime == "eager":
+                    measured_as = "here" if shared[name] == name else f"as {shared[name]}"
+                    results[name]["latency_measured"] = measured_as
     # every model here descends from one baseline: its training epochs stand for all
     epochs = next(iter(ckpts.values())).meta.get("epochs")
     with staged_outputs() as outputs:
+        runtime = {"onnx_runtime": onnx_setup()} if latency and cfg.evaluate.latency_batch_sizes else {}
         outputs.write_json(
-            metrics, {**results, "scoring": setup, "provenance": provenance(device, dtype, epochs)}
+            metrics, {**results, "scoring": setup, **runtime, "provenance": provenance(device, dtype, epochs)}
         )
         for name, rows in confusions.items():
             outputs.write_json(plots / f"{name}.json", rows)
@@ -146,7 +153,7 @@ def _parse_model_option(option: str) -> tuple[str, Path]:
 
 
 def _print_table(results: dict[str, dict], batch_sizes: list[int]) -> None:
-    speed = [f"ms b{b} (×)" for b in batch_sizes]
+    speed = [f"{runtime} ms b{b} (×)" for b in batch_sizes for runtime in ("eager", "onnx")]
     table = Table(
         "model",
         "test acc",
@@ -169,7 +176,11 @@ def _print_table(results: dict[str, dict], batch_sizes: list[int]) -> None:
             f"{r['params_nonzero']:,}",
             f"{r['macs'] / 1e6:.1f} M",
             f"{r['bytes_gzip']:,}",
-            *(f"{r[f'latency_ms_b{b}']:.2f} ({r[f'speedup_b{b}']:.2f})" for b in batch_sizes),
+            *(
+                f"{r[f'{p}latency_ms_b{b}']:.2f} ({r[f'{p}speedup_b{b}']:.2f})"
+                for b in batch_sizes
+                for p in ("", "onnx_")
+            ),
         )
     console.print(table)
 

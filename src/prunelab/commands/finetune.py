@@ -18,7 +18,7 @@ from prunelab.params import load_params
 from prunelab.provenance import provenance_of
 from prunelab.recovery import fit_masked
 from prunelab.tracking import dvclive_epochs
-from prunelab.train import EpochRecord, pruned_weights_nonzero
+from prunelab.train import Distillation, EpochRecord, pruned_weights_nonzero
 
 
 def main(
@@ -32,11 +32,15 @@ def main(
     live: Annotated[Path, typer.Option(help="DVCLive directory for per-epoch curves")] = Path(
         "dvclive/finetune"
     ),
+    teacher: Annotated[
+        Path, typer.Option(help="the dense model distilled from when finetune.kd_weight is above 0")
+    ] = Path("models/baseline.pt"),
 ) -> None:
     """Fine-tune the pruned model for finetune.epochs (0 passes it through unchanged). Pruned
     weights stay exactly zero: gradients, momentum and weights are masked after every step.
     Whole pruned channels are removed while it trains, so an epoch costs what the smaller
-    model costs; the checkpoint keeps the masked model's shapes for the compact stage."""
+    model costs; the checkpoint keeps the masked model's shapes for the compact stage. With
+    finetune.kd_weight above 0 it distils the dense --teacher, frozen in eval mode."""
     cfg = load_params(params)
     ckpt = load_checkpoint(model)
     net = load_model(ckpt, str(model))
@@ -45,9 +49,12 @@ def main(
         raise UserError(f"{model}: masks name parameters the model lacks: {', '.join(unknown)}")
     before = sparsity_report(net)
     history: list[EpochRecord] = []
-    splits = None
-    if cfg.finetune.epochs > 0:  # read the data before anything is written
+    splits, distill = None, None
+    if cfg.finetune.epochs > 0:  # read the data (and the teacher) before anything is written
         splits = split_validation(load_split(data, train=True), cfg.data.val_size, cfg.data.split_seed)
+        if cfg.finetune.kd_weight > 0:
+            dense = load_model(load_checkpoint(teacher), str(teacher))
+            distill = Distillation(dense, cfg.finetune.kd_weight, cfg.finetune.kd_temperature)
     with staged_outputs() as outputs:
         with dvclive_epochs(outputs.path(live)) as log:
             if splits is not None:
@@ -60,6 +67,7 @@ def main(
                     val=splits[1],
                     on_epoch=log,
                     label="finetune",
+                    distill=distill,
                 )
         after = sparsity_report(net)
         revived = pruned_weights_nonzero(net, ckpt.masks)

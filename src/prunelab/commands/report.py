@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -17,10 +17,12 @@ from prunelab.report import (
     claimed_vs_realised_markdown,
     family_markdown,
     plot_rows,
+    proxy_agreement_markdown,
     random_floor_markdown,
     save_pareto_png,
     save_sweep_png,
     sweep_table_markdown,
+    title_markdown,
 )
 from prunelab.verdicts import compare_sweep, load_point_scores
 
@@ -43,31 +45,29 @@ def main(
         "report/pareto.png"
     ),
 ) -> None:
-    """Gather sweep.methods × sweep.points into tables per recovery, each method against its
-    random floor, the best method at each cost budget, an accuracy-vs-sparsity plot and
+    """Gather sweep.methods × sweep.points: the best method at each cost budget after the ranking
+    recovery (fine-tuning, where the sweep ran it), how far the cheap proxies rank like it,
+    tables per recovery, each method against its random floor, an accuracy-vs-sparsity plot and
     accuracy-vs-cost plots."""
     cfg = load_params(params)
-    points, scores = [], {}
-    for method in cfg.sweep.methods:
-        for point in cfg.sweep.points:
-            path = point_path(sweep, method, point)
-            if not path.is_file():
-                raise UserError(f"{path}: sweep point missing; run `dvc repro` (stage sweep@…) first")
-            points.append(read_json(path))
-            scores[(method, point)] = load_point_scores(path)
-    dense_path = sweep / "dense.json"
-    if not dense_path.is_file():
-        raise UserError(f"{dense_path}: the dense reference is missing; run `dvc repro` (stage dense) first")
-    dense = read_json(dense_path)
-    comparison = compare_sweep(points, scores)
+    points, scores, dense = _load_sweep(sweep, cfg.sweep.methods, cfg.sweep.points, "")
+    replicates = {}
+    for seed in cfg.sweep.replicates:
+        found = _load_sweep(
+            sweep / "replicates" / str(seed), cfg.sweep.methods, cfg.sweep.points, "_replicate"
+        )
+        replicates[seed] = compare_sweep(found[0], found[1])
+    comparison = compare_sweep(points, scores, replicates)
     markdown = "\n".join(
         [
-            sweep_table_markdown(points, cfg.sweep.points, dense["val_acc"]),
+            title_markdown(points, comparison),
             provenance_line(dense.get("provenance")) + "\n",
+            best_at_budgets_markdown(comparison),
+            proxy_agreement_markdown(comparison),
             family_markdown(comparison),
+            sweep_table_markdown(points, cfg.sweep.points, dense["val_acc"], comparison.recovery),
             random_floor_markdown(points, cfg.sweep.points, comparison),
             claimed_vs_realised_markdown(points, cfg.sweep.points),
-            best_at_budgets_markdown(comparison),
         ]
     )
     with staged_outputs() as outputs:
@@ -78,6 +78,27 @@ def main(
         save_pareto_png(points, dense["val_acc"], outputs.path(pareto), dense.get("provenance"))
     console.print(markdown, markup=False)  # as text: rendered tables would cut cells
     done("report", table, plot, png, pareto, verdicts)
+
+
+def _load_sweep(
+    folder: Path, methods: list[str], grid: list[float | int | str], stage: str
+) -> tuple[list[dict[str, Any]], dict[tuple[str, Any], Any], dict[str, Any]]:
+    """One baseline's sweep points, their per-image scores and its dense reference, from
+    `folder`; a missing file names the stage that writes it (`stage`: "" or "_replicate")."""
+    points, scores = [], {}
+    for method in methods:
+        for point in grid:
+            path = point_path(folder, method, point)
+            if not path.is_file():
+                raise UserError(f"{path}: sweep point missing; run `dvc repro` (stage sweep{stage}@…) first")
+            points.append(read_json(path))
+            scores[(method, point)] = load_point_scores(path)
+    dense_path = folder / "dense.json"
+    if not dense_path.is_file():
+        raise UserError(
+            f"{dense_path}: the dense reference is missing; run `dvc repro` (stage dense{stage}) first"
+        )
+    return points, scores, read_json(dense_path)
 
 
 app = single_command_app(main)

@@ -15,6 +15,7 @@ from prunelab.data import train_and_validation
 from prunelab.device import resolve_device, resolve_precision
 from prunelab.errors import UserError
 from prunelab.io import staged_outputs
+from prunelab.onnx_runtime import onnx_setup
 from prunelab.params import check_sweep_point, cost_target, load_params
 from prunelab.per_image import correct_path
 from prunelab.provenance import provenance
@@ -54,7 +55,12 @@ def main(
     correct = correct or correct_path(out)
     with staged_outputs() as outputs:
         outputs.write_json(
-            out, {**scores.metrics, "provenance": provenance(device, dtype, ckpt.meta.get("epochs"))}
+            out,
+            {
+                **scores.metrics,
+                "onnx_runtime": onnx_setup(),
+                "provenance": provenance(device, dtype, ckpt.meta.get("epochs")),
+            },
         )
         outputs.write_json(correct, scores.correct)
     done(f"sweep point {method} @ {point}", out, correct)

@@ -35,10 +35,15 @@ def main(
     resume: Annotated[Path, typer.Option(help="per-epoch resume state (kept outside DVC outputs)")] = Path(
         ".prunelab/train.resume.pt"
     ),
+    seed: Annotated[
+        int | None, typer.Option(help="train.seed of this run (a replicate baseline, sweep.replicates)")
+    ] = None,
 ) -> None:
     """Train the baseline model (or start from train.init); resumes from the last finished
     epoch if interrupted."""
     cfg = load_params(params)
+    if seed is not None:
+        cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"seed": seed})})
     train_split, val_split = split_validation(
         load_split(data, train=True), cfg.data.val_size, cfg.data.split_seed
     )
