@@ -45,7 +45,7 @@ LAYERS = [
     {"prune"},
     {"controls"},
     {"sensitivity", "sweep", "verdicts", "captions"},
-    {"report", "sensitivity_report", "diff", "paramdoc", "examples", "examples.fpgm"},
+    {"report", "sensitivity_report", "diff", "paramdoc", "studies", "examples", "examples.fpgm"},
     {"figures"},
     {"commands"},
     {f"commands.{p.stem}" for p in (SRC / "prunelab/commands").glob("*.py") if p.stem != "__init__"},
