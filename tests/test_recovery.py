@@ -76,12 +76,18 @@ def test_recovery_does_not_revive_pruned_weights(trained, data_dir: Path) -> Non
     assert split_accuracy(net, val, batch_size=100, device=CPU, dtype=torch.float32) > 0.2
 
 
-def test_fine_tuning_in_compacted_form_equals_fine_tuning_the_masked_model(trained, data_dir: Path) -> None:
+def _pruned_for_one_epoch(trained, data_dir: Path, method: str):
+    """The training and validation splits, a copy of the baseline pruned by `method` at 0.5 over
+    every conv, its pruning result, and one epoch of fine-tuning's settings."""
     model, params = trained
     train, val = train_and_validation(data_dir, params.data.val_size, params.data.split_seed)
     net = copy.deepcopy(model)
-    result = prune_model(net, params.prune.one_shot("ln_structured", 0.5, ["Conv2d"]))
-    cfg = params.finetune.train_params(params.train, epochs=1)
+    result = prune_model(net, params.prune.one_shot(method, 0.5, ["Conv2d"]))
+    return train, val, net, result, params.finetune.train_params(params.train, epochs=1)
+
+
+def test_fine_tuning_in_compacted_form_equals_fine_tuning_the_masked_model(trained, data_dir: Path) -> None:
+    train, val, net, result, cfg = _pruned_for_one_epoch(trained, data_dir, "ln_structured")
     masked, compacted = copy.deepcopy(net), copy.deepcopy(net)
     fit(masked, train, cfg, masks=result.masks)
     form = compact_form(compacted, result.masks, train.images[:64], 1e-3)
@@ -377,11 +383,8 @@ def test_scratch_trains_the_pruned_architecture_from_a_fresh_init(trained, data_
 
 
 def test_distillation_at_weight_zero_is_plain_fine_tuning_bit_for_bit(trained, data_dir: Path) -> None:
-    model, params = trained
-    train, _ = train_and_validation(data_dir, params.data.val_size, params.data.split_seed)
-    net = copy.deepcopy(model)
-    result = prune_model(net, params.prune.one_shot("l1_unstructured", 0.5, ["Conv2d"]))
-    cfg = params.finetune.train_params(params.train, epochs=1)
+    model, _ = trained
+    train, _, net, result, cfg = _pruned_for_one_epoch(trained, data_dir, "l1_unstructured")
     plain, distilled = copy.deepcopy(net), copy.deepcopy(net)
     fit(plain, train, cfg, masks=result.masks)
     fit(distilled, train, cfg, masks=result.masks, distill=Distillation(copy.deepcopy(model), 0.0, 4.0))
