@@ -9,14 +9,13 @@ machine, since two heavy processes distort each other's timings):
   compile_speed  training and scoring eager against torch.compile (inductor)
   latency_budget how much speed-ups vary between repeats at several evaluate.latency_seconds
   malloc_speed   the training step with freed memory kept for reuse and without
-  long_setting   the long setting's test accuracy and training time, seeds 0 and 1 (~22 minutes)
   repro_speed    the comparison as `dvc repro` runs it, stage by stage, and one point's profile
   repro_whole    a fresh clone's whole `dvc repro` (repro_speed.py --whole; add --avx2 by hand for
                  the emulation without bf16, about 32 minutes)
 
-Run from the repository root after `dvc repro` (on a 2-core CPU with bf16, long_setting alone
-takes about 22 minutes, repro_speed 5 and repro_whole 7, with PRUNELAB_CIFAR10_ARCHIVE set where
-CIFAR-10 cannot be downloaded):
+Run from the repository root after `dvc repro` (on a 2-core CPU with bf16, repro_speed takes
+about 5 minutes and repro_whole 7, with PRUNELAB_CIFAR10_ARCHIVE set where CIFAR-10 cannot be
+downloaded). The long setting's time to accuracy is a study: experiments/long_setting.py.
 
     uv run python benchmarks/all.py [--skip queue_threads avx2_emulation ...]
 """
@@ -44,7 +43,6 @@ BENCHMARKS = {  # name: the script and its arguments
     "finetune_speed": ("finetune_speed", []),
     "latency_budget": ("latency_budget", []),
     "malloc_speed": ("malloc_speed", []),
-    "long_setting": ("long_setting", []),
     "repro_speed": ("repro_speed", []),
     "repro_whole": ("repro_speed", ["--whole", "--profile", "none"]),
 }

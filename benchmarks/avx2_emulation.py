@@ -12,20 +12,16 @@ Needs the baseline and the data (`dvc repro train`).
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import yaml
+from common import AVX2, ROOT, environment, write_params
 
 from prunelab.device import cpu_description
 from prunelab.threads import cpu_cores
-
-ROOT = Path(__file__).resolve().parents[1]
-AVX2 = {"ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
 
 
 def run_point(method: str, point: str, params: Path, out: Path, env: dict[str, str]) -> float:
@@ -44,14 +40,10 @@ def main() -> None:
         "--points", nargs="+", default=["ln_structured:2x", "group_taylor:2x", "global_unstructured:2x"]
     )
     args = parser.parse_args()
-    settings = yaml.safe_load((ROOT / "params.yaml").read_text())
     with tempfile.TemporaryDirectory() as tmp:
-        native_params = Path(tmp) / "native.yaml"
-        native_params.write_text(yaml.safe_dump(settings))
-        settings["train"]["precision"] = "fp32"
-        fp32_params = Path(tmp) / "fp32.yaml"
-        fp32_params.write_text(yaml.safe_dump(settings))
-        env = {k: v for k, v in os.environ.items() if k not in AVX2}
+        native_params = write_params(Path(tmp) / "native.yaml", {})
+        fp32_params = write_params(Path(tmp) / "fp32.yaml", {"train.precision": "fp32"})
+        env = environment()
         print(f"{cpu_description()}, {cpu_cores()} cores; sweep points as params.yaml sets them", flush=True)
         totals = {"native": 0.0, "AVX2 fp32": 0.0}
         for spec in args.points:

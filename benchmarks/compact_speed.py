@@ -19,12 +19,13 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from prunelab.compact import compact
+from prunelab.compact import remove_zero_channels
+from prunelab.cost_search import amount_for_macs_reduction
 from prunelab.device import device_description, dtype_name, resolve_device, resolve_precision
 from prunelab.measure import compare_latency, count_macs
 from prunelab.models import build_model
 from prunelab.params import Params, PruneParams
-from prunelab.prune import amount_for_macs_reduction, prune_model
+from prunelab.pruning import prune_model
 
 
 def main() -> None:
@@ -71,7 +72,7 @@ def main() -> None:
                 searched = cfg.model_copy(update={"macs_reduction": reduction})
                 amount = amount_for_macs_reduction(model, searched)
             prune_model(model, cfg.one_shot(cfg.method, amount, cfg.targets))
-            compact(model)
+            remove_zero_channels(model)
         models[(label, round_to)], amounts[(label, round_to)] = model, amount
     # interleaved rounds: machine drift falls on every point alike
     timings = {b: compare_latency(models, b, dtype, args.seconds, device=device) for b in (1, 128)}

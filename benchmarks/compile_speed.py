@@ -27,7 +27,7 @@ import torch._inductor.config as inductor_config
 from train_speed import default_model, prunelab_step_rate
 
 from prunelab.checkpoints import load_checkpoint
-from prunelab.compact import load_model
+from prunelab.checkpoints.loading import load_model
 from prunelab.data import Split, load_split
 from prunelab.device import cpu_description, dtype_name, resolve_precision
 from prunelab.params import Params

@@ -24,79 +24,12 @@ import shlex
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
-import yaml
+from common import DATA, ROOT, clone_env, dvc_stage_seconds, timed, timed_output, write_params
 
 from prunelab.device import cpu_description, cpu_has_bf16
-
-ROOT = Path(__file__).resolve().parents[1]
-DATA = "data/cifar-10-batches-py"
-
-
-def timed(cmd: list[str], env: dict[str, str] | None = None) -> float:
-    start = time.perf_counter()
-    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env={**os.environ, **(env or {})})
-    if done.returncode != 0:
-        raise SystemExit(f"failed (exit {done.returncode}): {' '.join(cmd)}\n{done.stderr[-2000:]}")
-    return time.perf_counter() - start
-
-
-def clone_env(clone: Path, env: dict[str, str]) -> dict[str, str]:
-    """`env` for DVC in `clone`: dvc.yaml's `python` is this interpreter, importing the clone's code."""
-    path = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    return {**env, "PATH": path, "PYTHONPATH": str(clone / "src")}
-
-
-def started_stage(line: str) -> str | None:
-    """The stage a line of `dvc repro` output starts, without its dvc.yaml's path
-    (`comparison/dvc.yaml:sweep@…` → `sweep@…`); None for any other line."""
-    if not line.startswith("Running stage '"):
-        return None
-    name = line.split("'")[1]
-    _, in_file, stage = name.partition("dvc.yaml:")  # a plugin's import path has a colon too
-    return stage if in_file else name
-
-
-def timed_output(
-    cmd: list[str], cwd: Path, env: dict[str, str], echo_stages: bool = False
-) -> tuple[float, list[tuple[float, str]], float]:
-    """Run a DVC command; its start, its output lines each with the second it was read, and its
-    end (time.perf_counter). `echo_stages` prints each stage's name as it starts (for long runs).
-    On a failure, the end of DVC's output says why."""
-    start = time.perf_counter()
-    lines: list[tuple[float, str]] = []
-    with subprocess.Popen(
-        cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    ) as proc:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            lines.append((time.perf_counter(), line))
-            if echo_stages and (stage := started_stage(line)):
-                print(f"  {stage}", flush=True)
-    end = time.perf_counter()
-    if proc.returncode != 0:
-        tail = "".join(line for _, line in lines[-40:])
-        raise SystemExit(f"{tail}\n{' '.join(cmd)} failed (exit {proc.returncode}) in {cwd}")
-    return start, lines, end
-
-
-def dvc_stage_seconds(lines: list[tuple[float, str]]) -> dict[str, float]:
-    """From DVC's output lines, each with the second it was read: for each stage that ran, the
-    seconds from its 'Running stage' line to the 'Updating lock file' line after it, that is its
-    process and DVC saving its outputs. Everything else in the run's wall time is DVC's own work:
-    reading the pipeline, checking every other stage, writing the lock, committing the experiment."""
-    seconds: dict[str, float] = {}
-    current, started = None, 0.0
-    for at, line in lines:
-        if stage := started_stage(line):
-            current, started = stage, at
-        elif current and line.startswith("Updating lock file"):
-            seconds[current] = at - started
-            current = None
-    return seconds
 
 
 def exp_run_seconds(amount: float, without_comparison: bool = False) -> tuple[float, dict[str, float], float]:
@@ -169,9 +102,7 @@ def main() -> None:
             raise SystemExit(f"{needed} is missing: run `dvc repro` first")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        params = yaml.safe_load((ROOT / "params.yaml").read_text())
-        params["prune"]["amount"] = args.amount
-        (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        write_params(work / "params.yaml", {"prune.amount": args.amount})
         py, p = sys.executable, f"--params {tmp}/params.yaml"
         commands = {
             "python -c 'import torch'": "-c 'import torch, torchvision'",

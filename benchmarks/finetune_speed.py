@@ -19,14 +19,15 @@ from rich.console import Console
 from rich.table import Table
 
 from prunelab.compact import compacted_macs
+from prunelab.comparison.recovery import fit_masked
+from prunelab.cost_search import amount_for_cost
 from prunelab.data import Split
 from prunelab.device import dtype_name, resolve_device, resolve_precision
 from prunelab.measure import count_macs
 from prunelab.models import build_model
 from prunelab.params import Params
 from prunelab.provenance import provenance
-from prunelab.prune import amount_for_cost, prune_model
-from prunelab.recovery import fit_masked
+from prunelab.pruning import prune_model
 from prunelab.train import fit
 
 

@@ -20,17 +20,17 @@ import time
 import torch
 from train_speed import default_model
 
-from prunelab.compact import compact
+from prunelab.compact import remove_zero_channels
 from prunelab.device import cpu_description, dtype_name, resolve_device, resolve_precision
 from prunelab.measure import compare_latency, count_macs, mean_and_std, speedups
 from prunelab.params import Params, PruneParams
-from prunelab.prune import prune_model
+from prunelab.pruning import prune_model
 
 
 def compacted(dense: torch.nn.Module, targets: list[str], amount: float) -> torch.nn.Module:
     model = copy.deepcopy(dense)
     prune_model(model, PruneParams(method="ln_structured", amount=amount, targets=targets))
-    compact(model)
+    remove_zero_channels(model)
     return model.eval()
 
 

@@ -21,12 +21,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
+from common import ROOT, write_params
 
 from prunelab.device import cpu_description, cpu_has_bf16
 from prunelab.threads import THREADS_ENV, cpu_cores
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_jobs(jobs: int, parallel: int, params: Path, data: Path, work: Path, env: dict[str, str]) -> float:
@@ -77,10 +75,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         params = work / "params.yaml"
-        settings = yaml.safe_load((ROOT / "params.yaml").read_text())
-        settings["model"]["kwargs"]["widths"] = [int(w) for w in args.widths.split(",")]
-        settings["train"]["epochs"] = 1
-        params.write_text(yaml.safe_dump(settings))
+        widths = [int(w) for w in args.widths.split(",")]
+        write_params(params, {"model.kwargs": {"widths": widths}, "train.epochs": 1})
         base = {k: v for k, v in os.environ.items() if k != THREADS_ENV}
         base["PRUNELAB_LOCK_DIR"] = str(work / "locks")  # only these jobs share the cores
         modes = [

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import pstats
 import shutil
 import subprocess
@@ -29,13 +28,10 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
-from daily_loop import clone_env, started_stage, timed_output
+from common import ROOT, clone_env, environment, started_stage, timed_output, write_params
 
 from prunelab.device import cpu_description, cpu_has_bf16
 
-ROOT = Path(__file__).resolve().parents[1]
-AVX2 = {"ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
 PHASES = {
     "scoring (split_correct)": "predict.py:split_correct",
     "BatchNorm recalibration": "recovery.py:recalibrate_batchnorm",
@@ -120,7 +116,7 @@ def main() -> None:
     for path in needed:
         if not (ROOT / path).exists():
             raise SystemExit(f"{path} is missing: run `dvc repro train` first")
-    env = {k: v for k, v in os.environ.items() if k not in AVX2} | (AVX2 if args.avx2 else {})
+    env = environment(args.avx2)
     precision = "fp32, oneDNN and MKL capped at AVX2" if args.avx2 else ("bf16" if cpu_has_bf16() else "fp32")
     print(f"CPU: {cpu_description()}; {precision}; torch threads {torch.get_num_threads()}", flush=True)
     folder = Path(tempfile.mkdtemp()) if args.keep is None else args.keep
@@ -132,9 +128,7 @@ def main() -> None:
         subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
         dvc = [sys.executable, "-m", "dvc"]
         if args.avx2:
-            settings = yaml.safe_load((clone / "params.yaml").read_text())
-            settings["train"]["precision"] = "fp32"
-            (clone / "params.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
+            write_params(clone / "params.yaml", {"train.precision": "fp32"}, source=clone / "params.yaml")
         if not args.whole:
             subprocess.run([*dvc, "cache", "dir", "--local", str(ROOT / ".dvc/cache")], cwd=clone, check=True)
             subprocess.run([*dvc, "checkout", "-q"], cwd=clone, env=env, check=True)

@@ -17,7 +17,7 @@ import time
 import torch
 
 from prunelab.checkpoints import load_checkpoint
-from prunelab.compact import load_model
+from prunelab.checkpoints.loading import load_model
 from prunelab.data import load_split
 from prunelab.device import cpu_description, dtype_name, resolve_device, resolve_precision
 from prunelab.params import load_params

@@ -29,8 +29,8 @@ from pathlib import Path
 import yaml
 
 from prunelab.captions import provenance_line
+from prunelab.comparison.verdicts import rank_agreement
 from prunelab.studies import load_budget_study
-from prunelab.verdicts import rank_agreement
 
 ROOT = Path(__file__).resolve().parents[1]
 FOLDER = ROOT / "docs/results/finetune-budget"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from daily_loop import dvc_stage_seconds, started_stage
+from common import dvc_stage_seconds, started_stage
 
 
 def test_a_stage_name_keeps_a_plugins_import_path_and_loses_its_dvc_yaml() -> None:

@@ -11,12 +11,13 @@ import torch
 from typer.testing import CliRunner
 
 from prunelab.checkpoints import Checkpoint, load_checkpoint, save_checkpoint
+from prunelab.checkpoints.loading import load_model
 from prunelab.commands import compact as compact_cmd
-from prunelab.compact import compact, compacted_copy, load_model, max_output_difference
+from prunelab.compact import compacted_copy, max_output_difference, remove_zero_channels
 from prunelab.models import build_model
 from prunelab.onnx_runtime import compare_onnx_latency, onnx_setup
 from prunelab.params import PruneParams
-from prunelab.prune import apply_masks, prune_model
+from prunelab.pruning import apply_masks, prune_model
 from tests.conftest import write_params
 
 IMAGES = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8)
@@ -51,7 +52,7 @@ def test_compact_model_equals_masked_model(arch: str, kwargs: dict, method: str)
     masked = _trained_like(arch, kwargs)
     prune_model(masked, PruneParams(method=method, amount=0.5, targets=["Conv2d"]))
     small = copy.deepcopy(masked)
-    removed = compact(small)
+    removed = remove_zero_channels(small)
     assert removed, "structured pruning left whole channels to remove"
     assert sum(p.numel() for p in small.parameters()) < sum(p.numel() for p in masked.parameters())
     assert max_output_difference(masked, small, IMAGES) < 1e-4
@@ -61,7 +62,7 @@ def test_seed_experiment_removes_conv1_filters_exactly() -> None:
     masked = _trained_like("cnn", {"widths": [16, 32], "stem": 10})
     prune_model(masked, PruneParams())
     small = copy.deepcopy(masked)
-    assert {k: len(v) for k, v in compact(small).items()} == {"conv1": 4}
+    assert {k: len(v) for k, v in remove_zero_channels(small).items()} == {"conv1": 4}
     assert small.conv1.out_channels == 6 and small.conv2.in_channels == 6 and small.bn1.num_features == 6
     assert max_output_difference(masked, small, IMAGES) < 1e-4
 
@@ -69,7 +70,7 @@ def test_seed_experiment_removes_conv1_filters_exactly() -> None:
 def test_unstructured_pruning_removes_nothing() -> None:
     masked = _trained_like("cnn", {"widths": [16, 32], "stem": 8})
     prune_model(masked, PruneParams(method="l1_unstructured", amount=0.5, targets=["all"]))
-    assert compact(copy.deepcopy(masked)) == {}
+    assert remove_zero_channels(copy.deepcopy(masked)) == {}
 
 
 def test_a_compacted_copy_stands_in_only_where_it_computes_the_same() -> None:
@@ -245,7 +246,7 @@ def test_a_removed_filters_bias_is_folded_into_the_next_layer() -> None:
         last, last_reference, _ = pruned_both_ways("conv3")  # read by the classifier: no borders
         assert (last(images) - last_reference(images)).abs().max() < 1e-5
     small = copy.deepcopy(pruned)
-    compact(small)
+    remove_zero_channels(small)
     assert (
         max_output_difference(pruned, small, torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8)) < 1e-5
     )

@@ -15,7 +15,7 @@ from prunelab.commands import compact as compact_cmd
 from prunelab.commands import evaluate as evaluate_cmd
 from prunelab.models import build_model
 from prunelab.params import PruneParams
-from prunelab.prune import prune_model
+from prunelab.pruning import prune_model
 from tests.conftest import write_params
 
 KWARGS = {"widths": [16, 32], "stem": 8}

@@ -9,11 +9,11 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from prunelab.compact import compact
+from prunelab.compact import remove_zero_channels
 from prunelab.measure import compare_latency, count_macs
 from prunelab.models import MODELS, build_model
 from prunelab.params import PruneParams
-from prunelab.prune import prune_model
+from prunelab.pruning import prune_model
 
 
 def dispatch_macs(model: nn.Module) -> int:
@@ -33,7 +33,7 @@ def test_macs_match_for_compacted_and_grouped_convs() -> None:
     torch.manual_seed(0)
     net = build_model("cnn", {"widths": [16, 32], "stem": 8})
     prune_model(net, PruneParams(method="ln_structured", amount=0.5, targets=["Conv2d"]))
-    compact(net)
+    remove_zero_channels(net)
     grouped = nn.Sequential(
         nn.Conv2d(3, 12, 3, padding=1), nn.Conv2d(12, 12, 3, groups=4), nn.Conv2d(12, 12, 1, groups=12),
         nn.Flatten(), nn.LazyLinear(10),

@@ -3,12 +3,14 @@ from __future__ import annotations
 import copy
 import itertools
 import shlex
+import shutil
 from pathlib import Path
 
 import pytest
 import yaml
 
 from prunelab.params import CIFAR10_URL, Params, ParamsError, load_params, parse_params
+from prunelab.profiles import compose, composed_text
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,7 +23,8 @@ def test_shipped_params_equal_schema_defaults() -> None:
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     assert raw.keys() == Params.model_fields.keys()
     for section, info in Params.model_fields.items():  # dvc.yaml may list any key: all are written
-        assert raw[section].keys() == info.annotation.model_fields.keys(), f"params.yaml {section}"
+        if isinstance(raw[section], dict):
+            assert raw[section].keys() == info.annotation.model_fields.keys(), f"params.yaml {section}"
 
 
 @pytest.mark.parametrize(
@@ -70,7 +73,11 @@ def test_params_reference_is_generated_from_the_schema_and_current() -> None:
 
     reference = reference_markdown()
     for section, info in Params.model_fields.items():
-        for key, field in info.annotation.model_fields.items():
+        fields = getattr(info.annotation, "model_fields", None)
+        if fields is None:  # a top-level key (profile)
+            assert f"`{section}`" in reference and info.description, section
+            continue
+        for key, field in fields.items():
             assert f"`{section}.{key}`" in reference
             assert field.description, f"{section}.{key} has no docstring in params.py"
     assert (ROOT / "docs/params.md").read_text() == reference, (
@@ -79,9 +86,9 @@ def test_params_reference_is_generated_from_the_schema_and_current() -> None:
 
 
 def test_readme_exp_run_overrides_are_valid_params() -> None:
-    """Every `dvc exp run -S key=value` the README and docs/ show must name real keys with valid values,
-    applied the way DVC applies them: YAML values at dotted paths into params.yaml, all of one
-    command's overrides together, and `--queue` grids (`a,b`) as their product."""
+    """Every `dvc exp run -S key=value` the README and docs/ show must compose (as DVC composes
+    params.yaml with Hydra: conf/config.yaml, the profile, the overrides) into valid params, with
+    every key a real one, and `--queue` grids (`a,b`) as their product."""
     docs = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
     text = "\n".join(path.read_text() for path in docs).replace("\\\n", " ")
     commands = [
@@ -93,17 +100,80 @@ def test_readme_exp_run_overrides_are_valid_params() -> None:
     shipped = yaml.safe_load((ROOT / "params.yaml").read_text())
     for words in commands:
         settings = [words[i + 1].partition("=") for i, w in enumerate(words[:-1]) if w == "-S"]
+        for path, _, _ in settings:
+            node = shipped
+            for key in path.split("."):
+                assert isinstance(node, dict) and key in node, f"`{' '.join(words)}`: no param {path}"
+                node = node[key]
         grids = [value.split(",") if "--queue" in words else [value] for _, _, value in settings]
         for values in itertools.product(*grids):
-            raw = copy.deepcopy(shipped)
-            for (path, _, _), value in zip(settings, values, strict=True):
-                *parents, leaf = path.split(".")
-                node = raw
-                for key in [*parents, leaf]:
-                    assert key in node, f"README: `{' '.join(words)}`: no param {path}"
-                    parent, node = node, node[key]
-                parent[leaf] = yaml.safe_load(value)
-            parse_params(raw, source=" ".join(words))
+            overrides = [f"{path}={value}" for (path, _, _), value in zip(settings, values, strict=True)]
+            parse_params(compose(overrides, ROOT / "conf"), source=" ".join(words))
+
+
+# The profiles as they were run before they had names (docs/history/seed-profile.md and
+# docs/history/recipe.md): 10 and 5 flags on top of the shipped params.
+SEED_FLAGS = [
+    "model.arch=tutorial_cnn",
+    "model.kwargs={widths: [64, 64, 128]}",
+    "train.lr=0.05",
+    "train.momentum=0.9",
+    "train.epochs=25",
+    "train.weight_decay=0.005",
+    "train.whiten=false",
+    "train.seed=3",
+    "finetune.lr=0.005",
+    "evaluate.tta=none",
+]
+LONG_FLAGS = [
+    "data.val_size=0",
+    "model.arch=airbench",
+    "model.kwargs.widths=[64, 256, 256]",
+    "train.epochs=16",
+    "train.whiten=frozen",
+]
+
+
+def flags_on(params: dict, flags: list[str]) -> dict:
+    """`dvc exp run -S …` without Hydra: each value (YAML) set at its dotted path."""
+    params = copy.deepcopy(params)
+    for flag in flags:
+        path, _, value = flag.partition("=")
+        *parents, leaf = path.split(".")
+        node = params
+        for key in parents:
+            node = node[key]
+        node[leaf] = yaml.safe_load(value)
+    return params
+
+
+@pytest.mark.parametrize(
+    ("profile", "flags", "extra"),
+    [("seed", SEED_FLAGS, ["train.seed=3"]), ("long", LONG_FLAGS, [])],
+)
+def test_a_profile_is_its_flags_whatever_the_workspace_held(
+    tmp_path: Path, profile: str, flags: list[str], extra: list[str]
+) -> None:
+    """`-S profile=NAME` gives the params its flags gave on the shipped params.yaml, and DVC's
+    composition reads conf/, never the workspace's params.yaml: a workspace left by the daily
+    flow's `-S prune.amount=0.6` (which once compounded into the seed profile) changes nothing."""
+    shipped = yaml.safe_load((ROOT / "params.yaml").read_text())
+    expected = {**flags_on(shipped, flags), "profile": profile}
+    project = tmp_path / "project"
+    shutil.copytree(ROOT / "conf", project / "conf")
+    (project / "params.yaml").write_text(yaml.safe_dump(flags_on(shipped, ["prune.amount=0.6"])))
+    assert compose([f"profile={profile}", *extra], project / "conf") == expected
+    parse_params(expected)
+
+
+def test_params_yaml_is_the_composition_of_conf() -> None:
+    """DVC rewrites params.yaml from conf/ on every `dvc exp run`: the committed one must be that
+    text exactly, or each experiment would start from other params than `dvc repro` runs."""
+    assert (ROOT / "params.yaml").read_text() == composed_text([], ROOT / "conf"), (
+        "params.yaml differs from conf/: edit conf/config.yaml, then run "
+        "python -c 'from prunelab.profiles import composed_text; "
+        'open("params.yaml", "w").write(composed_text([]))\''
+    )
 
 
 def test_one_shot_inherits_exactly_the_documented_keys() -> None:

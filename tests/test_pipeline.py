@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 from prunelab import cli
 from prunelab.fetch import CHECKSUMS_ENV
 from prunelab.figures import BEGIN, END
+from prunelab.profiles import composed_text
 from prunelab.threads import THREADS_ENV
 from tests.conftest import ROOT, write_params
 
@@ -43,6 +44,22 @@ def run(cwd: Path, *args: str, env: dict[str, str]) -> str:
     return done.stdout + done.stderr
 
 
+def write_project_params(root: Path, overrides: dict) -> None:
+    """The test's params as a project holds them: conf/config.yaml (what `dvc exp run` composes
+    params.yaml from, with Hydra, as .dvc/config says), the shipped profiles, and params.yaml
+    composed from them."""
+    base = write_params(root / "base.yaml", overrides)
+    settings = yaml.safe_load(base.read_text())
+    base.unlink()
+    settings.pop("profile", None)  # set by the profile chosen
+    (root / "conf").mkdir()
+    (root / "conf/config.yaml").write_text(
+        yaml.safe_dump({"defaults": ["_self_", {"profile": "default"}], **settings}, sort_keys=False)
+    )
+    shutil.copytree(ROOT / "conf/profile", root / "conf/profile")
+    (root / "params.yaml").write_text(composed_text([], root / "conf"))
+
+
 def make_project(root: Path, archive: Path, checksums: Path) -> dict[str, str]:
     """Copy the pipeline into `root` as a fresh git + DVC repo; return the environment to run in."""
     for name in (
@@ -58,7 +75,7 @@ def make_project(root: Path, archive: Path, checksums: Path) -> dict[str, str]:
         elif src.exists():
             (root / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(src, root / name)
-    write_params(root / "params.yaml", {"data": {"source": str(archive), "val_size": 100}, "sweep": SWEEP})
+    write_project_params(root, {"data": {"source": str(archive), "val_size": 100}, "sweep": SWEEP})
     env = {
         **os.environ,
         **IDENTITY,
@@ -213,20 +230,18 @@ def test_long_setting_trains_on_every_image_as_an_experiment(
     root = tmp_path / "long"
     root.mkdir()
     env = make_project(root, *synthetic)
-    long_setting = [
-        "model.arch=airbench",
-        "model.kwargs.widths=[8,16]",
-        "train.whiten=frozen",
-        "data.val_size=0",
-    ]
-    set_params = [arg for setting in long_setting for arg in ("-S", setting)]
-    dvc(root, env, "exp", "run", "-n", "long", *set_params, "evaluate_baseline")
+    # the documented command, on a tiny net for a short test: `dvc exp run -S profile=long
+    # evaluate_baseline`, after a workspace experiment that changed the data split
+    dvc(root, env, "exp", "run", "-S", "data.val_size=50", "train")
+    tiny = ["-S", "model.kwargs.widths=[8,16]", "-S", "train.epochs=1"]
+    dvc(root, env, "exp", "run", "-n", "long", "-S", "profile=long", *tiny, "evaluate_baseline")
     train = json.loads((root / "metrics/train.json").read_text())
     assert train["train_images"] == 600 and train["val_acc"] is None
     assert 0 <= json.loads((root / "metrics/baseline.json").read_text())["baseline"]["acc"] <= 1
     assert not (root / "models/pruned.pt").exists()
     rows = list(csv.DictReader(io.StringIO(dvc(root, env, "exp", "show", "--csv"))))
-    assert "airbench" in [row["model.arch"] for row in rows]
+    long = next(row for row in rows if row["Experiment"] == "long")
+    assert (long["profile"], long["model.arch"], long["train.whiten"]) == ("long", "airbench", "frozen")
 
 
 def test_sweep_points_and_report(project: tuple[Path, dict[str, str]]) -> None:

@@ -6,9 +6,10 @@ import torch.nn.utils.prune as tprune
 from torch import nn
 
 from prunelab.errors import UserError
+from prunelab.methods import METHODS, check_method_names, check_prune_params
 from prunelab.models import build_model
 from prunelab.params import ParamsError, PruneParams, parse_params
-from prunelab.prune import METHODS, check_method_names, check_prune_params, prune_model, select_targets
+from prunelab.pruning import prune_model, select_targets
 
 TINY_CNN = {"widths": [8, 16], "stem": 8, "identity_init": False}  # dense random weights: counts are exact
 
@@ -246,7 +247,7 @@ def test_fpgm_plugin_steps_and_sweep_amounts_are_exact() -> None:
 
 
 def test_agp_follows_the_cubic_schedule_and_ends_exact() -> None:
-    from prunelab.prune import step_fractions
+    from prunelab.amounts import step_fractions
 
     fractions = step_fractions(4, "agp")
     assert fractions == pytest.approx([1 - (1 - k / 4) ** 3 for k in range(1, 5)]) and fractions[-1] == 1
@@ -308,9 +309,9 @@ def test_round_to_keeps_multiples_of_channels() -> None:
 
 
 def test_macs_reduction_finds_the_smallest_amount_that_reaches_it() -> None:
-    from prunelab.compact import compact
+    from prunelab.compact import remove_zero_channels
+    from prunelab.cost_search import amount_for_macs_reduction
     from prunelab.measure import count_macs
-    from prunelab.prune import amount_for_macs_reduction
 
     torch.manual_seed(0)
     model = build_model("cnn", {"widths": [32, 64], "stem": 16})
@@ -322,7 +323,7 @@ def test_macs_reduction_finds_the_smallest_amount_that_reaches_it() -> None:
         trial = build_model("cnn", {"widths": [32, 64], "stem": 16})
         trial.load_state_dict(model.state_dict())
         prune_model(trial, cfg.one_shot(cfg.method, value, cfg.targets))
-        compact(trial)
+        remove_zero_channels(trial)
         return count_macs(trial)
 
     assert macs_at(amount) <= 0.5 * dense < macs_at(amount - 1 / 1024)
@@ -358,7 +359,7 @@ def test_per_layer_analysis_refuses_global_methods() -> None:
 
 
 def test_unreachable_macs_reduction_says_what_is_reachable() -> None:
-    from prunelab.prune import amount_for_macs_reduction
+    from prunelab.cost_search import amount_for_macs_reduction
 
     cfg = PruneParams(targets=["conv1"], macs_reduction=0.9)  # conv1's filters alone cannot
     with pytest.raises(UserError, match=r"prune\.macs_reduction = 0\.9: even amount 0\.9"):

@@ -12,10 +12,13 @@ from pathlib import Path
 import pytest
 import torch
 
-import prunelab.recovery
-import prunelab.sweep
+import prunelab.comparison.recovery
+import prunelab.comparison.sweep
 from prunelab.compact import compact_form, compacted_macs, expand_into
-from prunelab.controls import random_floor_masks, train_from_scratch
+from prunelab.comparison.controls import random_floor_masks, train_from_scratch
+from prunelab.comparison.recovery import budgeted, fine_tune, fit_masked, recalibrate_batchnorm, rewind_lr
+from prunelab.comparison.sweep import score_point
+from prunelab.cost_search import amount_for_cost
 from prunelab.data import normalize, train_and_validation
 from prunelab.device import resolve_device
 from prunelab.errors import UserError
@@ -23,10 +26,8 @@ from prunelab.measure import count_macs
 from prunelab.models import build_model
 from prunelab.params import Params, ParamsError, cost_target, parse_params
 from prunelab.predict import split_accuracy
-from prunelab.prune import amount_for_cost, apply_masks, prune_model
-from prunelab.recovery import budgeted, fine_tune, fit_masked, recalibrate_batchnorm, rewind_lr
-from prunelab.report import plot_rows, sweep_table_markdown
-from prunelab.sweep import score_point
+from prunelab.pruning import apply_masks, prune_model
+from prunelab.report import sweep_plot_rows, sweep_table_markdown
 from prunelab.train import Distillation, distillation_loss, fit, lr_at
 from tests.conftest import TINY
 
@@ -184,7 +185,7 @@ def test_sweep_point_scores_every_recovery_side_by_side(trained, data_dir: Path)
     assert point["point"] == point["amount"] == 0.5
     table = sweep_table_markdown([point], [0.5], 0.9)
     assert table.count("| ln_structured |") == 4 and "after fine-tuning" in table
-    rows = plot_rows([point])
+    rows = sweep_plot_rows([point])
     assert [r["recovery"] for r in rows] == ["none", "bn_recalibration", "finetune"]
 
 
@@ -202,13 +203,13 @@ def test_a_taylor_sweep_point_prunes_once_with_gradients_from_training_images(
     )
     train, val = train_and_validation(data_dir, params.data.val_size, params.data.split_seed, 100)
     gradient_passes = []
-    real = prunelab.sweep.loss_gradients
+    real = prunelab.comparison.sweep.loss_gradients
 
     def counting(*args, **kwargs):
         fill = real(*args, **kwargs)
         return lambda net: (gradient_passes.append(1), fill(net))
 
-    monkeypatch.setattr(prunelab.sweep, "loss_gradients", counting)
+    monkeypatch.setattr(prunelab.comparison.sweep, "loss_gradients", counting)
 
     def load() -> torch.nn.Module:
         net = build_model(params.model.arch, params.model.kwargs)
@@ -333,7 +334,7 @@ def _rewound(trained, data_dir: Path, monkeypatch: pytest.MonkeyPatch, **train: 
     def record(net, split, cfg, *, masks, label, lr_schedule):
         seen.update(cfg=cfg, masks=masks, schedule=lr_schedule)
 
-    monkeypatch.setattr(prunelab.recovery, "fit", record)
+    monkeypatch.setattr(prunelab.comparison.recovery, "fit", record)
     cfg = params.train.model_copy(update=train)
     rewind_lr(model, split, {"w": torch.ones(1)}, cfg, epochs=1, seed=7, tolerance=1e-3)
     return seen, cfg, math.ceil(len(split) / cfg.batch_size)

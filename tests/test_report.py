@@ -10,18 +10,17 @@ import numpy as np
 import pytest
 
 from prunelab.captions import provenance_line
+from prunelab.comparison.verdicts import Scores, compare_sweep, pareto_points
 from prunelab.report import (
     best_at_budgets_markdown,
     claimed_vs_realised_markdown,
     family_markdown,
-    pareto_points,
     proxy_agreement_markdown,
     random_floor_markdown,
     save_pareto_png,
     sweep_table_markdown,
     title_markdown,
 )
-from prunelab.verdicts import Scores, compare_sweep
 from tests.conftest import PROVENANCE
 
 IMAGES = 2500

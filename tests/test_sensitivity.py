@@ -8,17 +8,17 @@ from typer.testing import CliRunner
 
 from prunelab.checkpoints import Checkpoint, save_checkpoint
 from prunelab.commands import sensitivity as sensitivity_cmd
-from prunelab.compact import coupled_conv_groups
-from prunelab.models import build_model
-from prunelab.params import PruneParams, SensitivityParams
-from prunelab.sensitivity import (
+from prunelab.comparison.sensitivity import (
     analyse,
     analysis_units,
     compare_with_uniform,
     derive_amounts,
     layer_curves,
-    with_derived_amounts,
 )
+from prunelab.coupling import coupled_conv_groups
+from prunelab.models import build_model
+from prunelab.params import PruneParams, SensitivityParams
+from prunelab.pruning_run import with_derived_amounts
 from tests.conftest import write_params
 
 

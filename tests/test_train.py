@@ -10,7 +10,7 @@ from prunelab.device import channels_last
 from prunelab.models import build_model, whiten_first_conv
 from prunelab.params import PruneParams, TrainParams
 from prunelab.predict import predict
-from prunelab.prune import prune_model
+from prunelab.pruning import prune_model
 from prunelab.train import EpochRecord, Lookahead, MaskKeeper, fit, lr_at, planned_epochs
 
 CFG = TrainParams(epochs=2, batch_size=64, lr=0.05, precision="fp32")

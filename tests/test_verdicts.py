@@ -8,9 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from prunelab.io import write_json
-from prunelab.per_image import correct_path, decode, encode
-from prunelab.verdicts import (
+from prunelab.comparison.verdicts import (
     Family,
     Scores,
     holm,
@@ -19,6 +17,8 @@ from prunelab.verdicts import (
     paired_test,
     rank_agreement,
 )
+from prunelab.io import write_json
+from prunelab.per_image import correct_path, decode, encode
 
 
 def scores(*rows: list[bool] | np.ndarray) -> Scores:

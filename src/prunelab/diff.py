@@ -27,11 +27,11 @@ import numpy as np
 import yaml
 from scipy import stats
 
+from prunelab.comparison.verdicts import ALPHA, Family, Scores, Test, Verdict
 from prunelab.errors import UserError
 from prunelab.params import DataParams
 from prunelab.per_image import correct_path, decode
 from prunelab.provenance import MACHINE_KEYS
-from prunelab.verdicts import ALPHA, Family, Scores, Test, Verdict
 
 METRICS = ("train", "baseline", "prune", "finetune", "compact", "evaluate")
 """The pipeline's metrics files (metrics/NAME.json), as `dvc metrics diff` reads them."""

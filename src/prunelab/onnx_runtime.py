@@ -1,8 +1,8 @@
-"""Latency where compact CNNs are served on CPUs: the exported ONNX model in onnxruntime.
+"""Where compact CNNs are served on CPUs: the model exported to ONNX, and its latency in onnxruntime.
 
 Eager PyTorch is where prunelab trains and scores; a deployed CNN more often runs an ONNX export
 in onnxruntime, whose kernels answer channel counts differently. So evaluate and the sweep time
-both. Here each model is exported (compact.export_onnx) and timed in onnxruntime's CPU provider,
+both. Here each model is exported (`export_onnx`, also the compact stage's output) and timed in onnxruntime's CPU provider,
 fp32, with as many intra-op threads as torch has in this stage (threads.py), in interleaved
 rounds as measure.compare_latency times eager models: the ratios hold on a drifting machine.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import statistics
 import tempfile
+import warnings
 from collections.abc import Hashable, Mapping
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,26 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from prunelab.compact import export_onnx
 from prunelab.device import CPU
 from prunelab.measure import timed_blocks
+
+
+def export_onnx(model: nn.Module, path: Path) -> None:
+    """ONNX with a dynamic batch axis, loadable by onnxruntime without torch or prunelab.
+    Writes `path` directly: stage it (io.staged_outputs) when it replaces an output."""
+    with warnings.catch_warnings():
+        # The TorchScript exporter is deprecated upstream but needs no onnxscript and handles
+        # these plain conv nets exactly (outputs checked against torch in the tests).
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model.eval(),
+            (torch.zeros(1, 3, 32, 32),),
+            str(path),
+            dynamo=False,
+            input_names=["images"],
+            output_names=["logits"],
+            dynamic_axes={"images": {0: "batch"}},
+        )
 
 
 def onnx_setup() -> dict[str, Any]:

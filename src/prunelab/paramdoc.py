@@ -19,8 +19,9 @@ from prunelab.params import Params
 HEADER = """# Parameters
 
 Generated from `src/prunelab/params.py` by `python -m prunelab.paramdoc > docs/params.md`; a
-test fails when this file is out of date. Every key lives in `params.yaml` and is validated
-against the schema before any work: a bad value stops the stage with one line that names the key,
+test fails when this file is out of date. Every key lives in `params.yaml`, which `dvc exp run`
+composes from `conf/config.yaml` and a profile (Hydra), and is validated against the schema
+before any work: a bad value stops the stage with one line that names the key,
 the value and what is allowed (exit status 2). Values are taken as written: no quoted numbers, no
 true/false for numbers, no NaN or infinity, no key given twice; unknown keys get a "did you mean".
 """
@@ -28,7 +29,20 @@ true/false for numbers, no NaN or infinity, no key given twice; unknown keys get
 
 def reference_markdown() -> str:
     parts = [HEADER.rstrip("\n")]
-    for section, info in Params.model_fields.items():
+    sections = {
+        k: f
+        for k, f in Params.model_fields.items()
+        if isinstance(f.annotation, type) and issubclass(f.annotation, BaseModel)
+    }
+    top = {k: f for k, f in Params.model_fields.items() if k not in sections}
+    if top:
+        parts.append("\n## Top level\n")
+        parts.append("| key | type | default | meaning |\n|---|---|---|---|")
+        for name, field in top.items():
+            parts.append(
+                f"| `{name}` | {_field_type(field)} | {_default(field)} | {_one_line(field.description or '')} |"
+            )
+    for section, info in sections.items():
         model: type[BaseModel] = info.annotation  # type: ignore[assignment]
         parts.append(f"\n## `{section}`\n\n{_one_line(model.__doc__ or '')}\n")
         parts.append("| key | type | default | meaning |\n|---|---|---|---|")

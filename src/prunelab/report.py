@@ -1,6 +1,6 @@
 """The comparison at a glance: sweep and sensitivity results as tables, DVC plot data and PNGs.
 
-Formatting: every function takes the metrics the stages wrote, and the verdicts verdicts.py
+Formatting: every function takes the metrics the stages wrote, and the verdicts comparison.verdicts
 computed from them, and returns text or draws a figure to the path it is given."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from prunelab.captions import caption_figure
-from prunelab.verdicts import (
+from prunelab.comparison.verdicts import (
     ALPHA,
     CHANCE,
     COSTS,
@@ -19,6 +19,7 @@ from prunelab.verdicts import (
     Verdict,
     borderline,
     latency_batches,
+    pareto_points,
     ranking_recovery,
     with_latency,
 )
@@ -151,7 +152,7 @@ def _accuracy(result: dict[str, Any]) -> str:
     return f"{result['val_acc']:.4f}"
 
 
-def plot_rows(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def sweep_plot_rows(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per point and recovery, for the DVC plot (one panel per recovery)."""
     return [
         {
@@ -367,22 +368,6 @@ def _pair_verdict(first: str, second: str, verdict: Verdict) -> str:
         return f"**{first} and {second} are both near chance** (not ranked)"
     relation = "beats" if verdict.outcome == "above" else "is within noise of"
     return f"**{first} {relation} {second}** (p = {verdict.test.p:.2g}, Holm {verdict.p_holm:.2g})"
-
-
-def pareto_points(points: list[dict[str, Any]], recovery: str, cost: str) -> set[tuple[str, Any]]:
-    """(method, point) of the points no other point beats on both cost and accuracy."""
-    front = set()
-    for p in points:
-        acc = p["recovery"][recovery]["val_acc"]
-        dominated = any(
-            q[cost] >= p[cost]
-            and q["recovery"][recovery]["val_acc"] >= acc
-            and (q[cost] > p[cost] or q["recovery"][recovery]["val_acc"] > acc)
-            for q in points
-        )
-        if not dominated:
-            front.add((p["method"], p["point"]))
-    return front
 
 
 def save_pareto_png(

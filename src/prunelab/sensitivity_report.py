@@ -70,3 +70,12 @@ def save_sensitivity_png(summary: dict[str, Any], path: Path) -> None:
     caption_figure(fig, summary.get("provenance"))
     fig.savefig(path, format="png")  # the caller stages `path` (io.staged_outputs)
     plt.close(fig)
+
+
+def layer_curve_rows(curves: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
+    """One row per unit and amount, the shape of DVC's by-layer plot."""
+    return [
+        {"layer": unit, "amount": float(a), "val_acc": acc}
+        for unit, c in curves.items()
+        for a, acc in c.items()
+    ]

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from prunelab.comparison.verdicts import rank_agreement
 from prunelab.io import read_json
-from prunelab.verdicts import rank_agreement
 
 FINETUNE_BUDGET = Path("docs/results/finetune-budget")
 PROXIES = ("none", "bn_recalibration")

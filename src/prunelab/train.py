@@ -219,13 +219,15 @@ def fit(
     label: str = "train",
     lr_schedule: LRSchedule | None = None,
     distill: Distillation | None = None,
+    optimizer: Callable[[nn.Module, TrainParams], torch.optim.Optimizer] = make_optimizer,
 ) -> list[EpochRecord]:
     """Train `model` in place for cfg.epochs; returns one record per epoch.
 
     With `resume_file`, state is saved after every epoch and a matching file (same
     `fingerprint`) is resumed from, then removed once training completes. `lr_schedule(step,
     total_steps)` replaces the cfg.lr / cfg.warmup schedule (learning-rate rewinding). With
-    `distill` (weight above 0), the loss distils its teacher, which never trains.
+    `distill` (weight above 0), the loss distils its teacher, which never trains. `optimizer`
+    builds the optimiser from the model and cfg (an experiment may try another).
     """
     device = resolve_device(cfg.device)
     dtype = resolve_precision(cfg.precision, device)
@@ -234,9 +236,7 @@ def fit(
     teacher = distill.teacher.eval().requires_grad_(False) if distill else nn.Identity()
     with channels_last(model, device), frozen_while_training(model, cfg), channels_last(teacher, device):
         schedule = lr_schedule or (lambda step, total: lr_at(step, total, cfg.lr, cfg.warmup))
-        return _fit(
-            model,
-            train,
+        run = _Run(
             cfg,
             device,
             dtype,
@@ -248,7 +248,9 @@ def fit(
             label,
             schedule,
             distill,
+            optimizer,
         )
+        return _fit(model, train, run)
 
 
 def planned_epochs(cfg: TrainParams) -> int:
@@ -260,32 +262,37 @@ def _epochs_in(cfg: TrainParams, dtype: torch.dtype) -> int:
     return cfg.epochs_in("bf16" if dtype == torch.bfloat16 else "fp32")
 
 
-def _fit(
-    model: nn.Module,
-    train: Split,
-    cfg: TrainParams,
-    device: torch.device,
-    dtype: torch.dtype,
-    val: Split | None,
-    masks: dict[str, torch.Tensor] | None,
-    resume_file: Path | None,
-    fingerprint: str,
-    on_epoch: Callable[[EpochRecord], None] | None,
-    label: str,
-    lr_schedule: LRSchedule,
-    distill: Distillation | None,
-) -> list[EpochRecord]:
-    optimizer = make_optimizer(model, cfg)
-    keeper = MaskKeeper(model, masks) if masks else None
+@dataclass(frozen=True)
+class _Run:
+    """One training run's settings, resolved by `fit`."""
+
+    cfg: TrainParams
+    device: torch.device
+    dtype: torch.dtype
+    val: Split | None
+    masks: dict[str, torch.Tensor] | None
+    resume_file: Path | None
+    fingerprint: str
+    on_epoch: Callable[[EpochRecord], None] | None
+    label: str
+    lr_schedule: LRSchedule
+    distill: Distillation | None
+    optimizer: Callable[[nn.Module, TrainParams], torch.optim.Optimizer]
+
+
+def _fit(model: nn.Module, train: Split, run: _Run) -> list[EpochRecord]:
+    cfg, device, dtype = run.cfg, run.device, run.dtype
+    optimizer = run.optimizer(model, cfg)
+    keeper = MaskKeeper(model, run.masks) if run.masks else None
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     per_epoch = steps_per_epoch(len(train), cfg.batch_size)
     total_steps = per_epoch * cfg.epochs
     history: list[EpochRecord] = []
     start_epoch = 0
     lookahead = Lookahead(model) if cfg.lookahead else None
-    if resume_file is not None and resume_file.is_file():
-        state = torch_load(resume_file)
-        if state.get("fingerprint") == fingerprint:
+    if run.resume_file is not None and run.resume_file.is_file():
+        state = torch_load(run.resume_file)
+        if state.get("fingerprint") == run.fingerprint:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             history = [EpochRecord(**r) for r in state["history"]]
@@ -293,8 +300,8 @@ def _fit(
             if lookahead:
                 lookahead.average = {k: v.to(device) for k, v in state["lookahead"].items()}
     for record in history:
-        if on_epoch:
-            on_epoch(record)
+        if run.on_epoch:
+            run.on_epoch(record)
 
     columns = [
         TextColumn("{task.description}"),
@@ -309,7 +316,7 @@ def _fit(
     first_flips = torch.rand(len(train), generator=torch.Generator().manual_seed(cfg.seed)) < 0.5
     with Progress(*columns, console=console, disable=not console.is_terminal) as progress:
         for epoch in range(start_epoch, cfg.epochs):
-            task = progress.add_task(f"{label} epoch {epoch + 1}/{cfg.epochs}", total=per_epoch, stats="")
+            task = progress.add_task(f"{run.label} epoch {epoch + 1}/{cfg.epochs}", total=per_epoch, stats="")
             generator = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
             order = torch.randperm(len(train), generator=generator)
             model.train()
@@ -322,22 +329,22 @@ def _fit(
                 images = random_crop_flip(train.images[idx], cfg.translate, generator, flips)
                 x = normalize(images.to(device, non_blocking=True))
                 y = train.labels[idx].to(device, non_blocking=True)
-                lr = lr_schedule(epoch * per_epoch + i, total_steps)
+                lr = run.lr_schedule(epoch * per_epoch + i, total_steps)
                 for group in optimizer.param_groups:
                     group["lr"] = lr * group.get("lr_scale", 1.0)
                 with autocast(device, dtype):
                     logits = model(x)
-                    if distill is None:
+                    if run.distill is None:
                         loss = loss_fn(logits.float(), y)
                     else:
                         with torch.no_grad():
-                            taught = distill.teacher(x).float()
+                            taught = run.distill.teacher(x).float()
                         loss = distillation_loss(
                             logits.float(),
                             taught,
                             y,
-                            weight=distill.weight,
-                            temperature=distill.temperature,
+                            weight=run.distill.weight,
+                            temperature=run.distill.temperature,
                             label_smoothing=cfg.label_smoothing,
                         )
                 optimizer.zero_grad(set_to_none=True)
@@ -352,7 +359,7 @@ def _fit(
                 loss_value = loss.item()
                 if not math.isfinite(loss_value):
                     raise UserError(
-                        f"{label}: the loss became {loss_value} in epoch {epoch + 1}, step {i + 1} at "
+                        f"{run.label}: the loss became {loss_value} in epoch {epoch + 1}, step {i + 1} at "
                         f"lr {lr:.4g}: training diverged; lower the learning rate (train.lr, or "
                         "finetune.lr when fine-tuning) and run the stage again"
                     )
@@ -363,10 +370,10 @@ def _fit(
             val_loss = val_acc = None
             last = epoch + 1 == cfg.epochs
             scheduled = cfg.val_every > 0 and (epoch + 1) % cfg.val_every == 0
-            if val is not None and len(val) and (last or scheduled):
-                logits = predict(model, val.images, device=device, dtype=dtype)
-                val_loss = nn.functional.cross_entropy(logits, val.labels).item()
-                val_acc = accuracy(logits, val.labels)
+            if run.val is not None and len(run.val) and (last or scheduled):
+                logits = predict(model, run.val.images, device=device, dtype=dtype)
+                val_loss = nn.functional.cross_entropy(logits, run.val.labels).item()
+                val_acc = accuracy(logits, run.val.labels)
             record = EpochRecord(
                 epoch + 1,
                 lr,
@@ -382,21 +389,21 @@ def _fit(
             )
             progress.update(task, stats=stats)
             if not console.is_terminal:
-                console.print(f"{label} epoch {epoch + 1}/{cfg.epochs}: {stats} ({record.seconds:.0f} s)")
-            if resume_file is not None:
+                console.print(f"{run.label} epoch {epoch + 1}/{cfg.epochs}: {stats} ({record.seconds:.0f} s)")
+            if run.resume_file is not None:
                 state = {
-                    "fingerprint": fingerprint,
+                    "fingerprint": run.fingerprint,
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
                     "history": [asdict(r) for r in history],
                     **({"lookahead": lookahead.average} if lookahead else {}),
                 }
-                with atomic_path(resume_file) as tmp:
+                with atomic_path(run.resume_file) as tmp:
                     torch.save(state, tmp)
-            if on_epoch:
-                on_epoch(record)
-    if resume_file is not None:
-        resume_file.unlink(missing_ok=True)
+            if run.on_epoch:
+                run.on_epoch(record)
+    if run.resume_file is not None:
+        run.resume_file.unlink(missing_ok=True)
     return history
 
 

@@ -9,13 +9,15 @@ from typing import Annotated
 import typer
 
 from prunelab.checkpoints import Checkpoint, file_digest, load_checkpoint, save_checkpoint
+from prunelab.checkpoints.loading import load_model
 from prunelab.commands import ParamsOption, done, single_command_app
-from prunelab.compact import all_removals, compact, export_onnx, load_model, max_output_difference
+from prunelab.compact import all_removals, max_output_difference, remove_zero_channels
 from prunelab.data import load_split
 from prunelab.device import resolve_device
 from prunelab.errors import UserError
 from prunelab.io import staged_outputs
 from prunelab.measure import count_macs
+from prunelab.onnx_runtime import export_onnx
 from prunelab.params import load_params
 from prunelab.provenance import provenance_of
 
@@ -38,7 +40,7 @@ def main(
     ckpt = load_checkpoint(model)
     masked = load_model(ckpt, str(model)).eval()
     small = copy.deepcopy(masked)
-    removed = compact(small)
+    removed = remove_zero_channels(small)
     images = load_split(data, train=False).images[:256]
     difference = max_output_difference(masked, small, images, resolve_device(cfg.train.device))
     if difference > cfg.compact.tolerance:

@@ -9,8 +9,8 @@ from typing import Annotated
 import typer
 
 from prunelab.checkpoints import load_checkpoint
+from prunelab.checkpoints.loading import load_model
 from prunelab.commands import ParamsOption, done, single_command_app
-from prunelab.compact import load_model
 from prunelab.data import train_and_validation
 from prunelab.device import resolve_device, resolve_precision
 from prunelab.io import staged_outputs

@@ -10,8 +10,9 @@ import typer
 from rich.table import Table
 
 from prunelab.checkpoints import file_digest, load_checkpoint
+from prunelab.checkpoints.loading import load_model
 from prunelab.commands import ParamsOption, console, done, single_command_app
-from prunelab.compact import compacted_copy, load_model
+from prunelab.compact import compacted_copy
 from prunelab.data import class_names, load_split
 from prunelab.device import resolve_device, resolve_precision
 from prunelab.errors import UserError

@@ -8,16 +8,16 @@ from typing import Annotated
 import typer
 
 from prunelab.checkpoints import Checkpoint, load_checkpoint, save_checkpoint
+from prunelab.checkpoints.loading import load_model
 from prunelab.commands import ParamsOption, done, single_command_app
-from prunelab.compact import load_model
+from prunelab.comparison.recovery import fit_masked
 from prunelab.data import load_split, split_validation
+from prunelab.dvclive_logging import dvclive_epochs
 from prunelab.errors import UserError
 from prunelab.io import staged_outputs
 from prunelab.measure import sparsity_report
 from prunelab.params import load_params
 from prunelab.provenance import provenance_of
-from prunelab.recovery import fit_masked
-from prunelab.tracking import dvclive_epochs
 from prunelab.train import Distillation, EpochRecord, pruned_weights_nonzero
 
 

@@ -9,6 +9,7 @@ import typer
 
 from prunelab.captions import provenance_line
 from prunelab.commands import ParamsOption, console, done, single_command_app
+from prunelab.comparison.verdicts import compare_sweep, load_point_scores
 from prunelab.errors import UserError
 from prunelab.io import read_json, staged_outputs
 from prunelab.params import load_params
@@ -16,15 +17,14 @@ from prunelab.report import (
     best_at_budgets_markdown,
     claimed_vs_realised_markdown,
     family_markdown,
-    plot_rows,
     proxy_agreement_markdown,
     random_floor_markdown,
     save_pareto_png,
     save_sweep_png,
+    sweep_plot_rows,
     sweep_table_markdown,
     title_markdown,
 )
-from prunelab.verdicts import compare_sweep, load_point_scores
 
 
 def point_path(folder: Path, method: str, point: float | int | str) -> Path:
@@ -72,7 +72,7 @@ def main(
     )
     with staged_outputs() as outputs:
         outputs.write_text(table, markdown)
-        outputs.write_json(plot, plot_rows(points))
+        outputs.write_json(plot, sweep_plot_rows(points))
         outputs.write_json(verdicts, {"provenance": dense.get("provenance"), **comparison.as_dict()})
         save_sweep_png(points, dense["val_acc"], outputs.path(png), dense.get("provenance"))
         save_pareto_png(points, dense["val_acc"], outputs.path(pareto), dense.get("provenance"))

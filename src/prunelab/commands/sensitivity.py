@@ -10,17 +10,17 @@ import typer
 from torch import nn
 
 from prunelab.checkpoints import load_checkpoint
+from prunelab.checkpoints.loading import load_model
 from prunelab.commands import ParamsOption, console, done, single_command_app
-from prunelab.compact import load_model
+from prunelab.comparison.sensitivity import analyse
 from prunelab.data import train_and_validation
 from prunelab.device import resolve_device, resolve_precision
 from prunelab.io import staged_outputs
+from prunelab.methods import check_method_names, resolve_method
 from prunelab.params import load_params
 from prunelab.predict import split_accuracy
 from prunelab.provenance import provenance
-from prunelab.prune import check_method_names, resolve_method
-from prunelab.sensitivity import analyse, plot_rows
-from prunelab.sensitivity_report import save_sensitivity_png, sensitivity_markdown
+from prunelab.sensitivity_report import layer_curve_rows, save_sensitivity_png, sensitivity_markdown
 from prunelab.train import loss_gradients
 
 
@@ -69,7 +69,7 @@ def main(
     markdown = sensitivity_markdown(summary)
     with staged_outputs() as outputs:
         for method, result in summary["methods"].items():
-            outputs.write_json(plots / f"{method}.json", plot_rows(result["curves"]))
+            outputs.write_json(plots / f"{method}.json", layer_curve_rows(result["curves"]))
         outputs.write_json(metrics, summary)
         outputs.write_text(table, markdown)
         save_sensitivity_png(summary, outputs.path(png))

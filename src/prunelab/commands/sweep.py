@@ -9,18 +9,18 @@ from typing import Annotated
 import typer
 
 from prunelab.checkpoints import load_checkpoint
+from prunelab.checkpoints.loading import load_model
 from prunelab.commands import ParamsOption, done, single_command_app
-from prunelab.compact import load_model
+from prunelab.comparison.sweep import score_point
 from prunelab.data import train_and_validation
 from prunelab.device import resolve_device, resolve_precision
 from prunelab.errors import UserError
 from prunelab.io import staged_outputs
+from prunelab.methods import check_method_names
 from prunelab.onnx_runtime import onnx_setup
 from prunelab.params import check_sweep_point, cost_target, load_params
 from prunelab.per_image import correct_path
 from prunelab.provenance import provenance
-from prunelab.prune import check_method_names
-from prunelab.sweep import score_point
 
 
 def main(

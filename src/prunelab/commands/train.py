@@ -14,11 +14,11 @@ from prunelab.checkpoints import Checkpoint, load_init_state, load_state_into, s
 from prunelab.commands import ParamsOption, done, single_command_app
 from prunelab.data import load_split, split_validation
 from prunelab.device import resolve_device, resolve_precision
+from prunelab.dvclive_logging import dvclive_epochs
 from prunelab.io import staged_outputs
 from prunelab.models import build_model, whiten_first_conv
 from prunelab.params import load_params
 from prunelab.provenance import provenance
-from prunelab.tracking import dvclive_epochs
 from prunelab.train import fit, planned_epochs
 
 

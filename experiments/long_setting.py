@@ -1,11 +1,12 @@
-"""The long setting's time to accuracy (docs/recipe.md, "The long setting"): airbench94's net,
-its whitening stem frozen, 16 epochs on all 50,000 training images, through the train and
-evaluate stages as a user runs them, once per seed, one seed after another. Prints the test
+"""The long setting's time to accuracy (docs/recipe.md, "The long setting"): the `long` profile
+(conf/profile/long.yaml: airbench94's net, its whitening stem frozen, 16 epochs on all 50,000
+training images), through the train and evaluate stages as a user runs them, once per seed, one
+seed after another. Prints the test
 accuracy (evaluate.tta), the seconds of training and of the whole train stage, and the CPU,
 precision and threads they hold for. Needs data/cifar-10-batches-py (`dvc repro fetch`); with
 models/baseline.pt present, the first seed's latency is measured against it.
 
-    uv run python benchmarks/long_setting.py [--seeds 0 1] [--epochs 16] [--keep DIR]
+    uv run python experiments/long_setting.py [--seeds 0 1] [--epochs 16] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -13,27 +14,26 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import yaml
-from daily_loop import timed
 
 from prunelab.device import cpu_description
+from prunelab.profiles import compose
 
 ROOT = Path(__file__).resolve().parents[1]
-LONG = {
-    "data": {"val_size": 0},
-    "model": {"arch": "airbench", "kwargs": {"widths": [64, 256, 256]}},
-    "train": {"epochs": 16, "whiten": "frozen"},
-}
 
 
 def run_seed(folder: Path, seed: int, epochs: int, with_latency: bool) -> dict:
     params = folder / f"long_s{seed}.yaml"
-    settings = {**LONG, "train": {**LONG["train"], "epochs": epochs, "seed": seed}}
-    params.write_text(yaml.safe_dump(settings, sort_keys=False))
+    # as `dvc exp run -S profile=long -S train.seed=SEED -S train.epochs=EPOCHS` would write it
+    params.write_text(
+        yaml.safe_dump(compose(["profile=long", f"train.seed={seed}", f"train.epochs={epochs}"]))
+    )
     out = folder / f"s{seed}"
     stage_seconds = stage(
         "train", "-p", params, "--out", out / "model.pt", "--metrics", out / "train.json",
@@ -52,8 +52,13 @@ def run_seed(folder: Path, seed: int, epochs: int, with_latency: bool) -> dict:
 
 
 def stage(name: str, *args: object) -> float:
-    """Seconds that stages/NAME.py takes as a whole process; a failure stops the benchmark."""
-    return timed([sys.executable, f"stages/{name}.py", *map(str, args)])
+    """Seconds that stages/NAME.py takes as a whole process; a failure stops the experiment."""
+    cmd = [sys.executable, f"stages/{name}.py", *map(str, args)]
+    started = time.perf_counter()
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"failed (exit {done.returncode}): {' '.join(cmd)}\n{done.stderr[-2000:]}")
+    return time.perf_counter() - started
 
 
 def main() -> None:
@@ -62,7 +67,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=16)
     parser.add_argument("--keep", type=Path, help="write the runs here instead of a temporary folder")
     args = parser.parse_args()
-    print(f"CPU: {cpu_description()}; the long setting {LONG}, train.epochs {args.epochs}", flush=True)
+    print(f"CPU: {cpu_description()}; the long profile, train.epochs {args.epochs}", flush=True)
     with tempfile.TemporaryDirectory() as scratch:
         folder = (args.keep or Path(scratch)).resolve()
         folder.mkdir(parents=True, exist_ok=True)
@@ -86,7 +91,7 @@ def main() -> None:
     mean = statistics.mean(accs)
     spread = f" ± {statistics.stdev(accs):.4f}" if len(accs) > 1 else ""
     print(f"mean test accuracy over {len(accs)} seed(s): {mean:.5f}{spread}")
-    print("reproduce: uv run python benchmarks/long_setting.py " + " ".join(sys.argv[1:]))
+    print("reproduce: uv run python experiments/long_setting.py " + " ".join(sys.argv[1:]))
 
 
 if __name__ == "__main__":

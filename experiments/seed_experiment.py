@@ -7,11 +7,12 @@ seed, then mean ± std. Seeded as the train stage seeds, so `dvc exp run` with t
 on the same kind of machine gives the same baseline. Runs where `train.device` says (auto: a
 GPU where present). Needs data/cifar-10-batches-py (`dvc repro fetch`).
 
-    uv run python benchmarks/seed_experiment.py [--seeds 0,1,2,3] [KEY=VALUE ...]
-    uv run python benchmarks/seed_experiment.py --seeds 0,1,2,3          # the seed profile
-    uv run python benchmarks/seed_experiment.py train.epochs=50 'model.kwargs.widths=[96, 64, 128]'
+    uv run python experiments/seed_experiment.py [--seeds 0,1,2,3] [KEY=VALUE ...]
+    uv run python experiments/seed_experiment.py --seeds 0,1,2,3          # the seed profile
+    uv run python experiments/seed_experiment.py train.epochs=50 'model.kwargs.widths=[96, 64, 128]'
 
-KEY=VALUE sets a params key (values read as YAML) on top of the seed profile below.
+KEY=VALUE sets a params key, in the syntax of `dvc exp run -S`, on top of the seed profile
+(conf/profile/seed.yaml), as `dvc exp run -S profile=seed -S KEY=VALUE` would.
 """
 
 import copy
@@ -21,42 +22,25 @@ import time
 
 import torch
 import torch.nn.utils.prune as tprune
-import yaml
 
 from prunelab.data import load_split, split_validation
 from prunelab.device import device_description, resolve_device, resolve_precision
 from prunelab.models import build_model
 from prunelab.params import parse_params
 from prunelab.predict import split_accuracy
-from prunelab.prune import prune_model
+from prunelab.profiles import compose
+from prunelab.pruning import prune_model
 from prunelab.threads import cpu_share
 from prunelab.train import fit
 
-SEED_PROFILE = {
-    "model": {"arch": "tutorial_cnn", "kwargs": {"widths": [64, 64, 128]}},
-    # momentum 0.9, as when the profile was measured (its model has no BatchNorm, so the
-    # default's bn_scale and bias_lr_scale do not apply to it)
-    "train": {"lr": 0.05, "momentum": 0.9, "epochs": 25, "weight_decay": 0.005, "whiten": False},
-}
 DATA = "data/cifar-10-batches-py"
 
 
-def with_overrides(base: dict, assignments: list[str]) -> dict:
-    tree = copy.deepcopy(base)
-    for assignment in assignments:
-        key, sep, value = assignment.partition("=")
-        if not sep:
-            sys.exit(f"{assignment!r}: give KEY=VALUE, for example train.epochs=50")
-        *parents, leaf = key.split(".")
-        node = tree
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(value)
-    return tree
-
-
 def main(seeds: list[int], args: list[str]) -> None:
-    tree = with_overrides(SEED_PROFILE, args)
+    for assignment in args:
+        if "=" not in assignment:
+            sys.exit(f"{assignment!r}: give KEY=VALUE, for example train.epochs=50")
+    tree = compose(["profile=seed", *args])  # as `dvc exp run -S profile=seed -S KEY=VALUE` would
     params = parse_params(tree)
     train, _ = split_validation(load_split(DATA, train=True), params.data.val_size, params.data.split_seed)
     test = load_split(DATA, train=False)
@@ -79,10 +63,7 @@ def main(seeds: list[int], args: list[str]) -> None:
         seconds = time.perf_counter() - started
         base = test_acc(model)
         ours = copy.deepcopy(model)
-        prune_model(
-            ours,
-            params.prune.model_copy(update={"method": "ln_structured", "amount": 0.4, "targets": ["conv1"]}),
-        )
+        prune_model(ours, params.prune)  # the profile's: 40 % of conv1's filters by L1 norm
         theirs = copy.deepcopy(model)
         tprune.ln_structured(theirs.conv1, "weight", amount=0.4, n=1, dim=0)
         pruned, torch_pruned = test_acc(ours), test_acc(theirs)
@@ -99,7 +80,7 @@ def main(seeds: list[int], args: list[str]) -> None:
         for name, values in (("prunelab", costs), ("torch", torch_costs)):
             mean, std = statistics.mean(values), statistics.stdev(values)
             print(f"{name} cost over {len(seeds)} seeds: {mean:.2f} ± {std:.2f} points")
-    print("reproduce: uv run python benchmarks/seed_experiment.py --seeds", ",".join(map(str, seeds)), *args)
+    print("reproduce: uv run python experiments/seed_experiment.py --seeds", ",".join(map(str, seeds)), *args)
 
 
 if __name__ == "__main__":

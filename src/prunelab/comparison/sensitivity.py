@@ -13,12 +13,12 @@ from typing import Any
 
 from torch import nn
 
-from prunelab.compact import coupled_conv_groups
-from prunelab.errors import UserError
-from prunelab.groups import Gradients
+from prunelab.coupling import coupled_conv_groups
+from prunelab.criteria import Gradients, computed_once
+from prunelab.methods import resolve_method
 from prunelab.models import prunable_layers
 from prunelab.params import PruneParams, SensitivityParams
-from prunelab.prune import computed_once, prune_model, resolve_method
+from prunelab.pruning import prune_model
 
 
 def analysis_units(model: nn.Module, method: str) -> list[list[str]]:
@@ -118,29 +118,3 @@ def analyse(
         comparison = compare_with_uniform(model, base, method, per_layer, score, gradients)
         results[method] = {"curves": curves, "derived": asdict(comparison)}
     return {"val_acc_dense": reference, "budget": cfg.budget, "methods": results}
-
-
-def plot_rows(curves: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
-    """One row per unit and amount, the shape of DVC's by-layer plot."""
-    return [
-        {"layer": unit, "amount": float(a), "val_acc": acc}
-        for unit, c in curves.items()
-        for a, acc in c.items()
-    ]
-
-
-def with_derived_amounts(cfg: PruneParams, summary: dict) -> PruneParams:
-    """prune.per_layer: from_sensitivity → the amounts derived for prune.method, on those layers
-    (`summary` is what the sensitivity stage wrote)."""
-    methods = summary.get("methods", {})
-    if cfg.method not in methods:
-        raise UserError(
-            f"prune.per_layer = from_sensitivity: no sensitivity results for prune.method '{cfg.method}' "
-            f"(analysed: {', '.join(methods) or 'none'}); add it to sensitivity.methods"
-        )
-    per_layer = {k: v for k, v in methods[cfg.method]["derived"]["per_layer"].items() if v > 0}
-    if not per_layer:
-        raise UserError(
-            "prune.per_layer = from_sensitivity: no layer stays within sensitivity.budget at any amount"
-        )
-    return cfg.model_copy(update={"per_layer": per_layer, "targets": list(per_layer), "exclude": []})

@@ -35,12 +35,12 @@ import numpy as np
 import torch
 from torch import nn
 
-import prunelab.train as training
 from prunelab.data import Split, load_split, normalize, split_validation
 from prunelab.errors import UserError
 from prunelab.models import Scale, build_model, whiten_first_conv
 from prunelab.params import TrainParams
 from prunelab.predict import accuracy, predict
+from prunelab.train import fit, make_optimizer
 
 LONG = [64, 256, 256]
 R1 = {"bn_scale": False, "bias_lr_scale": 64.0, "momentum": 0.85, "lr": 0.75, "weight_decay": 0.00133}
@@ -256,15 +256,12 @@ def run(name: str, variant: dict, train: Split, val: Split, test: Split, device:
     if variant.get("logit_scale"):
         model.add_module("scale", Scale(variant["logit_scale"]))
     model.to(device)
-    library_optimizer = training.make_optimizer
-    if "params" not in variant or variant.get("decay_all"):
-        training.make_optimizer = airbench_optimizer(variant)
+    optimizer = (
+        airbench_optimizer(variant) if "params" not in variant or variant.get("decay_all") else make_optimizer
+    )
     schedule = (lambda s, t: cfg.lr * triangle(s, t)) if variant.get("triangle") else None
     started = time.perf_counter()
-    try:
-        history = training.fit(model, train, cfg, val=val, lr_schedule=schedule, label=name)
-    finally:
-        training.make_optimizer = library_optimizer
+    history = fit(model, train, cfg, val=val, lr_schedule=schedule, label=name, optimizer=optimizer)
     seconds = time.perf_counter() - started
     scores = {
         tta: accuracy(

@@ -5,7 +5,7 @@ the next layer's input slice, and every conv tied to it by a residual addition, 
 the same channels. `prune.scope: local` prunes the same fraction of every targeted group;
 `global` ranks the channels of all targeted groups together (each criterion normalises within
 its group), which gives non-uniform per-layer ratios. Only the masks are computed here: the
-pruned model keeps its shapes until `compact` removes the channels.
+pruned model keeps its shapes until compaction removes them.
 
 First-order Taylor (Molchanov et al., CVPR 2019) scores a channel by |w · ∂L/∂w| summed over
 its group, so it needs loss gradients: the caller passes `gradients`, which fills them in from
@@ -23,7 +23,7 @@ import torch_pruning as tp
 from torch import nn
 
 from prunelab.amounts import final_count
-from prunelab.compact import dependency_graph
+from prunelab.coupling import dependency_graph
 from prunelab.errors import UserError
 from prunelab.params import PruneParams
 
@@ -145,3 +145,20 @@ def _counts(
         final_count(min(c, n - 1), n, "prune.amount", cfg.round_to)
         for c, n in zip(counts, sizes, strict=True)
     ]
+
+
+def computed_once(gradients: Gradients) -> Gradients:
+    """`gradients`, computed on the first model and copied onto the next ones: right where every
+    model is an unpruned copy of the same weights (the trials of a one-shot search)."""
+    computed: dict[str, torch.Tensor] = {}
+
+    def fill(model: nn.Module) -> None:
+        if not computed:
+            gradients(model)
+            computed.update({n: p.grad for n, p in model.named_parameters() if p.grad is not None})
+            return
+        for name, param in model.named_parameters():
+            if name in computed:
+                param.grad = computed[name].clone()
+
+    return fill

@@ -440,3 +440,19 @@ def compare_sweep(
             budgets.append(BudgetRanking(cost, budget, ranked, verdict))
     family.correct()
     return Comparison(floor, budgets, recovery, family, proxy_agreement(points, recovery), replicates or {})
+
+
+def pareto_points(points: list[dict[str, Any]], recovery: str, cost: str) -> set[tuple[str, Any]]:
+    """(method, point) of the points no other point beats on both cost and accuracy."""
+    front = set()
+    for p in points:
+        acc = p["recovery"][recovery]["val_acc"]
+        dominated = any(
+            q[cost] >= p[cost]
+            and q["recovery"][recovery]["val_acc"] >= acc
+            and (q[cost] > p[cost] or q["recovery"][recovery]["val_acc"] > acc)
+            for q in points
+        )
+        if not dominated:
+            front.add((p["method"], p["point"]))
+    return front

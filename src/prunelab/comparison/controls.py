@@ -17,11 +17,13 @@ import math
 import torch
 from torch import nn
 
-from prunelab.compact import compact, coupled_channel_masks, coupled_conv_groups
+from prunelab.compact import remove_zero_channels
+from prunelab.coupling import coupled_channel_masks, coupled_conv_groups
 from prunelab.data import Split
+from prunelab.methods import Unit
 from prunelab.models import whiten_first_conv
 from prunelab.params import Params
-from prunelab.prune import PruneResult, Unit, apply_masks
+from prunelab.pruning import PruneResult, apply_masks
 from prunelab.train import fit, planned_epochs
 
 
@@ -66,7 +68,7 @@ def train_from_scratch(
     sweep.finetune_epochs with train.* settings and `seed`."""
     model = copy.deepcopy(pruned)
     if unit == "channel":
-        compact(model)
+        remove_zero_channels(model)
     torch.manual_seed(seed)
     for module in model.modules():
         if hasattr(module, "reset_parameters"):

@@ -15,25 +15,19 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
-from prunelab.compact import compact, compacted_copy
-from prunelab.controls import random_floor_masks, train_from_scratch
+from prunelab.compact import compacted_copy, remove_zero_channels
+from prunelab.comparison.controls import random_floor_masks, train_from_scratch
+from prunelab.comparison.recovery import fine_tune, recalibrate_batchnorm, rewind_lr
+from prunelab.cost_search import amount_for_cost
+from prunelab.criteria import Gradients, computed_once
 from prunelab.data import Split
-from prunelab.groups import Gradients
 from prunelab.measure import compare_latency, count_macs, mean_and_std, sparsity_report, speedups
+from prunelab.methods import PruningMethod, Unit, resolve_method
 from prunelab.onnx_runtime import compare_onnx_latency
 from prunelab.params import Params, cost_target
 from prunelab.per_image import encode
 from prunelab.predict import split_correct
-from prunelab.prune import (
-    PruneResult,
-    Unit,
-    amount_for_cost,
-    apply_masks,
-    computed_once,
-    prune_model,
-    resolve_method,
-)
-from prunelab.recovery import fine_tune, recalibrate_batchnorm, rewind_lr
+from prunelab.pruning import PruneResult, apply_masks, prune_model
 from prunelab.train import loss_gradients
 
 TRAINED = ("finetune", "distill", "lr_rewind", "scratch")
@@ -54,13 +48,15 @@ def point_amount(
     method: str,
     point: float | int | str,
     gradients: Gradients | None = None,
+    pruning: PruningMethod | None = None,
 ) -> float | int:
-    """The amount of a sweep point: as written, or searched to meet its cost target."""
+    """The amount of a sweep point: as written, or searched to meet its cost target (`pruning`:
+    `method` already resolved)."""
     ratio = cost_target(point)
     if ratio is None:
         return point  # type: ignore[return-value]  # an amount, validated by the schema
     cfg = params.sweep.prune_params(params.prune, method, 0.0, params.sweep.seeds[0])
-    return amount_for_cost(baseline, cfg, ratio, f"sweep.points {point} ({method})", gradients)
+    return amount_for_cost(baseline, cfg, ratio, f"sweep.points {point} ({method})", gradients, pruning)
 
 
 def score_point(
@@ -88,7 +84,7 @@ def score_point(
             dtype=dtype,
         )
     )
-    amount = point_amount(load_baseline(), params, method, point, gradients)
+    amount = point_amount(load_baseline(), params, method, point, gradients, pruning)
     stochastic = pruning.stochastic(sweep.prune_params(params.prune, method, amount, sweep.seeds[0]))
     with_floor = sweep.random_floor and not stochastic
     # One-shot and recalibrated scores of a deterministic method do not depend on the seed and
@@ -96,7 +92,7 @@ def score_point(
     repeated = stochastic or with_floor or any(r in TRAINED for r in sweep.recovery)
     seeds = sweep.seeds if repeated else sweep.seeds[:1]
 
-    channels = pruning.unit == "channel" and params.prune.dim == 0
+    channels = pruning.removes_channels(params.prune)
 
     def score(net: nn.Module) -> torch.Tensor:
         # pruned channels cost nothing in the compacted form, which computes the same function
@@ -132,7 +128,10 @@ def score_point(
         if stochastic or seed == seeds[0]:  # a deterministic method's masks are the same each seed
             net = load_baseline()
             result = prune_model(
-                net, sweep.prune_params(params.prune, method, amount, seed), gradients=gradients
+                net,
+                sweep.prune_params(params.prune, method, amount, seed),
+                gradients=gradients,
+                method=pruning,
             )
         once = stochastic or seed == seeds[0]
         for recovery, acc in recovered(net, result, wanted(sweep.recovery, seed, once), seed).items():
@@ -152,7 +151,7 @@ def score_point(
     # Only whole output channels can be removed; zeros inside dense tensors save no MACs.
     small = copy.deepcopy(net)
     if channels:
-        compact(small)
+        remove_zero_channels(small)
     macs_compact = count_macs(small)
     metrics = {
         "method": method,

@@ -8,15 +8,17 @@ import pytest
 import torch
 from torch import nn
 
-from prunelab.compact import compact, max_output_difference
+from prunelab.compact import max_output_difference, remove_zero_channels
+from prunelab.cost_search import amount_for_cost
+from prunelab.criteria import CRITERIA
 from prunelab.data import Split
 from prunelab.device import CPU
 from prunelab.errors import UserError
-from prunelab.groups import CRITERIA
 from prunelab.measure import count_macs
+from prunelab.methods import METHODS, check_prune_params
 from prunelab.models import build_model
 from prunelab.params import PruneParams
-from prunelab.prune import METHODS, amount_for_cost, check_prune_params, prune_model
+from prunelab.pruning import prune_model
 from prunelab.train import loss_gradients
 
 WIDE = {"widths": [16, 32], "stem": 16, "identity_init": False}
@@ -57,7 +59,7 @@ def test_every_criterion_is_in_the_registry_as_a_channel_method() -> None:
         "group_random",
     } <= set(CRITERIA)
     assert [name for name in CRITERIA if METHODS[name].needs_gradients] == ["group_taylor"]
-    assert all(METHODS[name].unit == "channel" and METHODS[name].channels for name in CRITERIA)
+    assert all(METHODS[name].unit == "channel" and METHODS[name].reach == "groups" for name in CRITERIA)
     assert METHODS["group_random"].stochastic(PruneParams()) and not METHODS["group_l1"].stochastic(
         PruneParams()
     )
@@ -76,7 +78,7 @@ def test_local_scope_prunes_the_same_fraction_of_every_group_and_compacts_exactl
     )
     assert kept_filters(model) == {"conv1": 8, "conv2": 8, "conv3": 8, "conv4": 16, "conv5": 16}
     small = copy.deepcopy(model)
-    compact(small)
+    remove_zero_channels(small)
     assert max_output_difference(model, small, images) < 1e-4  # coupled BatchNorm masked too
     assert count_macs(small) < count_macs(make())
 
@@ -91,7 +93,7 @@ def test_airbench_net_prunes_to_a_macs_target_and_compacts_exactly(method: str) 
     amount = amount_for_cost(model, cfg, 2.0, "test", gradients)
     prune_model(model, cfg.model_copy(update={"amount": amount}), gradients=gradients)
     small = copy.deepcopy(model)
-    compact(small)
+    remove_zero_channels(small)
     images = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8)
     assert max_output_difference(model, small, images) < 1e-4
     assert count_macs(small) <= count_macs(make("airbench", kwargs)) / 2 * 1.05
@@ -133,7 +135,7 @@ def test_residual_groups_lose_the_same_channels_and_compact() -> None:
     zero_sets = [set((m.weight.flatten(1) == 0).all(1).nonzero().flatten().tolist()) for m in stage1]
     assert zero_sets[0] and all(z == zero_sets[0] for z in zero_sets)  # one residual stream
     small = copy.deepcopy(model)
-    compact(small)
+    remove_zero_channels(small)
     assert max_output_difference(model, small, images) < 1e-4
     assert count_macs(small) < 0.8 * count_macs(make("resnet20", {"width": 8}))
 
