@@ -7,6 +7,7 @@ machine, since two heavy processes distort each other's timings):
   queue_threads  a 4-job queue at -j 1 and -j 2 with thread sharing
   avx2_emulation sweep points natively and with oneDNN/MKL capped at AVX2 in fp32
   compile_speed  training and scoring eager against torch.compile (inductor)
+  round_to       speed-ups of compact models at each channel rounding, eager and onnxruntime
   latency_budget how much speed-ups vary between repeats at several evaluate.latency_seconds
   malloc_speed   the training step with freed memory kept for reuse and without
   repro_speed    the comparison as `dvc repro` runs it, stage by stage, and one point's profile
@@ -41,6 +42,7 @@ BENCHMARKS = {  # name: the script and its arguments
     "avx2_emulation": ("avx2_emulation", []),
     "compile_speed": ("compile_speed", []),
     "finetune_speed": ("finetune_speed", []),
+    "round_to": ("round_to", []),
     "latency_budget": ("latency_budget", []),
     "malloc_speed": ("malloc_speed", []),
     "repro_speed": ("repro_speed", []),
