@@ -69,11 +69,16 @@ def data_dir(synthetic: tuple[Path, Path], tmp_path_factory: pytest.TempPathFact
     return dest
 
 
-def write_params(path: Path, overrides: dict | None = None, base: dict | None = None) -> Path:
-    """params.yaml = the shipped one, updated by TINY (or `base`) and `overrides`, section-wise."""
+def tiny_params(overrides: dict | None = None, base: dict | None = None) -> dict:
+    """The shipped params.yaml, updated by TINY (or `base`) and `overrides`, section-wise."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     for layer in (base if base is not None else TINY, overrides or {}):
         for section, values in layer.items():
             params.setdefault(section, {}).update(values)
-    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return params
+
+
+def write_params(path: Path, overrides: dict | None = None, base: dict | None = None) -> Path:
+    """params.yaml = tiny_params(overrides, base)."""
+    path.write_text(yaml.safe_dump(tiny_params(overrides, base), sort_keys=False))
     return path

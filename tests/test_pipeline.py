@@ -24,7 +24,7 @@ from prunelab.fetch import CHECKSUMS_ENV
 from prunelab.figures import BEGIN, END
 from prunelab.profiles import composed_text
 from prunelab.threads import THREADS_ENV
-from tests.conftest import ROOT, write_params
+from tests.conftest import ROOT, tiny_params
 
 PLUGIN = "prunelab.examples.fpgm:GeometricMedianStructured"
 SWEEP = {"methods": ["l1_unstructured", PLUGIN], "points": [0.3, "2x"], "seeds": [0, 1], "val_images": 0}
@@ -48,9 +48,7 @@ def write_project_params(root: Path, overrides: dict) -> None:
     """The test's params as a project holds them: conf/config.yaml (what `dvc exp run` composes
     params.yaml from, with Hydra, as .dvc/config says), the shipped profiles, and params.yaml
     composed from them."""
-    base = write_params(root / "base.yaml", overrides)
-    settings = yaml.safe_load(base.read_text())
-    base.unlink()
+    settings = tiny_params(overrides)
     settings.pop("profile", None)  # set by the profile chosen
     (root / "conf").mkdir()
     (root / "conf/config.yaml").write_text(
