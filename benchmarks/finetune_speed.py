@@ -22,7 +22,7 @@ from prunelab.compact import compacted_macs
 from prunelab.comparison.recovery import fit_masked
 from prunelab.cost_search import amount_for_cost
 from prunelab.data import Split
-from prunelab.device import dtype_name, resolve_device, resolve_precision
+from prunelab.device import dtype_name, resolve_runtime
 from prunelab.measure import count_macs
 from prunelab.models import build_model
 from prunelab.params import Params
@@ -38,8 +38,7 @@ def main() -> None:
     args = parser.parse_args()
 
     params = Params()
-    device = resolve_device(params.train.device)
-    dtype = resolve_precision(params.train.precision, device)
+    device, dtype = resolve_runtime(params.train.device, params.train.precision)
     generator = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (args.images, 3, 32, 32), dtype=torch.uint8, generator=generator)
     data = Split(images, torch.randint(0, 10, (args.images,), generator=generator))

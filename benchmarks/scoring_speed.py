@@ -19,7 +19,7 @@ import torch
 from prunelab.checkpoints import load_checkpoint
 from prunelab.checkpoints.loading import load_model
 from prunelab.data import load_split
-from prunelab.device import cpu_description, dtype_name, resolve_device, resolve_precision
+from prunelab.device import cpu_description, dtype_name, resolve_runtime
 from prunelab.params import load_params
 from prunelab.predict import predict
 
@@ -31,8 +31,7 @@ def main() -> None:
     parser.add_argument("--model", default="models/baseline.pt")
     args = parser.parse_args()
     cfg = load_params("params.yaml")
-    device = resolve_device(cfg.train.device)
-    dtype = resolve_precision(cfg.train.precision, device)
+    device, dtype = resolve_runtime(cfg.train.device, cfg.train.precision)
     test = load_split("data/cifar-10-batches-py", train=False)
     net = load_model(load_checkpoint(args.model), args.model)
     seconds: dict[int, list[float]] = {b: [] for b in args.batch_sizes}

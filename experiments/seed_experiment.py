@@ -24,7 +24,7 @@ import torch
 import torch.nn.utils.prune as tprune
 
 from prunelab.data import load_split, split_validation
-from prunelab.device import device_description, resolve_device, resolve_precision
+from prunelab.device import device_description, resolve_runtime
 from prunelab.models import build_model
 from prunelab.params import parse_params
 from prunelab.predict import split_accuracy
@@ -44,8 +44,7 @@ def main(seeds: list[int], args: list[str]) -> None:
     params = parse_params(tree)
     train, _ = split_validation(load_split(DATA, train=True), params.data.val_size, params.data.split_seed)
     test = load_split(DATA, train=False)
-    device = resolve_device(params.train.device)
-    dtype = resolve_precision(params.train.precision, device)
+    device, dtype = resolve_runtime(params.train.device, params.train.precision)
     print(
         f"{device_description(device)}, {torch.get_num_threads()} threads, {dtype}; params {tree}", flush=True
     )

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import copy
 import json
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +16,16 @@ from prunelab.checkpoints.loading import load_model
 from prunelab.commands import compact as compact_cmd
 from prunelab.compact import compacted_copy, max_output_difference, remove_zero_channels
 from prunelab.models import build_model
-from prunelab.onnx_runtime import compare_onnx_latency, onnx_setup
+from prunelab.onnx_runtime import (
+    OnnxModel,
+    export_onnx,
+    onnx_latency,
+    onnx_sessions,
+    onnx_setup,
+    quantized_session,
+)
 from prunelab.params import PruneParams
+from prunelab.predict import predict
 from prunelab.pruning import apply_masks, prune_model
 from tests.conftest import write_params
 
@@ -305,7 +314,7 @@ def test_onnx_latency_times_each_export_in_onnxruntime(monkeypatch: pytest.Monke
         return session
 
     monkeypatch.setattr(ort, "InferenceSession", recorded)
-    timing = compare_onnx_latency({"dense": dense, "compact": small}, batch=4, min_run_time=0.05)
+    timing = onnx_latency(onnx_sessions({"dense": dense, "compact": small}), batch=4, min_run_time=0.05)
     assert set(timing) == {"dense", "compact"}
     assert all(t["median_ms"] > 0 and t["iqr_ms"] >= 0 for t in timing.values())
     # each session runs the model it was exported from, with torch's thread count
@@ -315,3 +324,35 @@ def test_onnx_latency_times_each_export_in_onnxruntime(monkeypatch: pytest.Monke
         out = session.run(None, {"images": x.numpy()})[0]
         with torch.no_grad():
             assert np.allclose(out, model(x).numpy(), atol=1e-4)
+
+
+def test_a_session_is_scored_as_its_torch_model_is() -> None:
+    model = _trained_like("cnn", {"widths": [8, 16], "stem": 8})
+    images = torch.randint(0, 256, (20, 3, 32, 32), dtype=torch.uint8)
+    session = onnx_sessions({"m": model})["m"]
+    options = {
+        "batch_size": 8,
+        "device": torch.device("cpu"),
+        "dtype": torch.float32,
+        "tta": "flip_translate",
+    }
+    assert torch.allclose(
+        predict(OnnxModel(session), images, **options), predict(model, images, **options), atol=1e-4
+    )
+
+
+def test_int8_quantization_stays_close_to_fp32_and_shrinks_the_file() -> None:
+    model = _trained_like("cnn", {"widths": [32, 64], "stem": 16})
+    calibration = torch.randint(0, 256, (128, 3, 32, 32), dtype=torch.uint8)
+    session, size = quantized_session(model, calibration)
+    images = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8)
+    options = {"batch_size": 32, "device": torch.device("cpu"), "dtype": torch.float32, "tta": "none"}
+    int8 = predict(OnnxModel(session), images, **options)
+    fp32 = predict(model, images, **options)
+    # 8-bit activations and 7-bit weights: logits within a few percent of their spread
+    assert (int8 - fp32).abs().mean() < 0.05 * fp32.std()
+    assert not torch.equal(int8, fp32)  # it did quantize
+    with tempfile.TemporaryDirectory() as folder:
+        export_onnx(model, Path(folder) / "fp32.onnx")
+        fp32_bytes = (Path(folder) / "fp32.onnx").stat().st_size
+    assert size["bytes"] < 0.5 * fp32_bytes and 0 < size["bytes_gzip"] <= size["bytes"]

@@ -218,3 +218,36 @@ def test_a_compaction_of_a_compaction_is_scored_without_a_gap(
     result = _evaluate(tmp_path, data_dir, chain, "chain", "--no-latency")
     assert [result[n]["scored"] for n in chain] == ["here, compacted", "as again", "here"]
     assert len(scored) == 2 and result["compact"]["acc"] == result["again"]["acc"]
+
+
+def test_int8_adds_a_row_scored_and_timed_in_onnxruntime(
+    tmp_path: Path, data_dir: Path, models: dict[str, Path]
+) -> None:
+    chosen = {"baseline": models["baseline"], "compact": models["compact"]}
+    out = _evaluate(
+        tmp_path, data_dir, chosen, "q", "--int8", "compact", overrides={"evaluate": {"tta": "none"}}
+    )
+    row, compact = out["compact_int8"], out["compact"]
+    assert row["quantized_from"] == "compact" and row["scored"] == "here, onnxruntime int8"
+    assert row["macs"] == compact["macs"] and row["bytes"] < compact["bytes"]
+    # scored on the whole test set, as its fp32 source is; int8 moves few predictions
+    assert abs(row["acc"] - compact["acc"]) <= 0.1 and set(row["per_class_acc"]) == set(
+        compact["per_class_acc"]
+    )
+    # timed in onnxruntime only, in the same rounds as the fp32 exports
+    assert row["onnx_latency_ms_b8"] > 0 and row["onnx_speedup_b8"] > 0 and "latency_ms_b8" not in row
+    setup = out["onnx_runtime"]["int8"]
+    assert setup["format"] == "QDQ" and 0 < setup["calibration_images"] <= 1024
+    assert (tmp_path / "q" / "compact_int8.json").exists()
+
+
+def test_int8_of_an_unnamed_model_is_a_clear_error(
+    tmp_path: Path, data_dir: Path, models: dict[str, Path]
+) -> None:
+    params = write_params(tmp_path / "params.yaml")
+    args = ["--params", str(params), "--data", str(data_dir), "--metrics", str(tmp_path / "x.json")]
+    args += ["--model", f"baseline={models['baseline']}", "--int8", "compact"]
+    result = CliRunner().invoke(evaluate_cmd.app, args)
+    assert result.exit_code != 0 and "--int8 compact: no --model named 'compact'" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert not (tmp_path / "x.json").exists()

@@ -3,6 +3,7 @@ and every other figure in the README and docs/ is on a short allowlist with its 
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from prunelab.figures import blocks_in, stale_blocks
+from prunelab.studies import SHIP, load_ship_study
 from tests.conftest import ROOT
 
 FIGURE = re.compile(
@@ -122,3 +124,76 @@ def test_history_pages_say_they_are_not_generated() -> None:
 
 def test_the_readme_stays_a_front_door() -> None:
     assert len((ROOT / "README.md").read_text().splitlines()) <= 150
+
+
+def _ship_run(folder: Path, seed: int, acc: float, speedup: float) -> None:
+    """One seed's metrics as experiments/ship.py copies them out of its experiment."""
+    made = {
+        "cpu": "a CPU",
+        "cpu_flags": "avx2",
+        "gpu": "none",
+        "precision": "float32",
+        "threads": 2,
+        "versions": {},
+    }
+    timing = {
+        "speedup_b128": speedup,
+        "onnx_speedup_b128": speedup + 0.2,
+        "speedup_b1": 2.0,
+        "onnx_speedup_b1": 2.5,
+    }
+    evaluate = {
+        "baseline": {"acc": 0.9, "macs": 80_000_000, "speedup_b128": 1.0, "speedup_b1": 1.0},
+        "compact": {"acc": acc, "macs": 20_000_000, **timing},
+        "compact_int8": {
+            "acc": acc - 0.001,
+            "macs": 20_000_000,
+            "onnx_speedup_b128": 5.0,
+            "onnx_speedup_b1": 3.0,
+        },
+        "provenance": made,
+    }
+    run = folder / f"seed-{seed}"
+    run.mkdir(parents=True)
+    for name, metrics in {
+        "prune": {},
+        "finetune": {"seconds": 300},
+        "compact": {},
+        "evaluate": evaluate,
+    }.items():
+        (run / f"{name}.json").write_text(json.dumps(metrics))
+    (run / "params.yaml").write_text("prune: {round_to: 8}\n")
+
+
+def test_the_shipping_verdicts_follow_the_figures(tmp_path: Path) -> None:
+    folder = tmp_path / SHIP
+    _ship_run(folder, 1, 0.895, 3.4)
+    _ship_run(folder, 2, 0.889, 2.9)  # one run under 3×: not every measurement clears it
+    record = {
+        "seeds": [1, 2],
+        "runs": {"1": 400.0, "2": 2000.0},
+        "command": "c",
+        "commit": "abc",
+        "date": "d",
+    }
+    (folder / "study.json").write_text(json.dumps(record))
+    study = load_ship_study(tmp_path)
+    assert study is not None and study.macs_ratio(1) == 4.0
+    assert study.mean_points() == pytest.approx(-0.8)
+    verdicts = study.verdicts({"macs": 4.0, "points": 1.0, "speedup": 3.0, "minutes": 30.0})
+    assert verdicts[0].startswith("Met") and verdicts[1].startswith("Met")
+    assert verdicts[2].startswith("Not met") and "2.90× to 3.40×" in verdicts[2]  # eager
+    assert verdicts[3].startswith("Met")  # onnxruntime: 3.10× and 3.60×
+    assert verdicts[4].startswith("Not met") and "33.3 at most" in verdicts[4]
+    (folder / "timing.json").write_text(json.dumps({"speedups": {"onnx_b128": [2.95], "eager_b128": [3.5]}}))
+    again = load_ship_study(tmp_path)
+    assert again is not None and again.verdicts(
+        {"macs": 5.0, "points": 0.5, "speedup": 3.0, "minutes": 30.0}
+    )[:4] == [
+        "Not met: ≥ 5× fewer MACs (4.00×).",
+        "Not met: ≤ 0.5 point below the dense model as the mean of 2 seeds (-0.80).",
+        "Not met: ≥ 3× faster at batch 128 in eager PyTorch, in every one of 3 measurements (the 2 runs' and "
+        "the repeats'): 2.90× to 3.50×.",
+        "Not met: ≥ 3× faster at batch 128 in onnxruntime, in every one of 3 measurements (the 2 runs' and "
+        "the repeats'): 2.95× to 3.60×.",
+    ]

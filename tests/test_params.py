@@ -133,6 +133,17 @@ LONG_FLAGS = [
     "train.whiten=frozen",
 ]
 
+# The shipping setting as docs/results/ship-4x.md's first runs gave it, in 7 flags.
+SHIP_FLAGS = [
+    "prune.method=group_taylor",
+    "prune.scope=global",
+    "prune.targets=[Conv2d]",
+    "prune.macs_reduction=0.75",
+    "prune.round_to=8",
+    "finetune.epochs=6",
+    "finetune.lr=0.1",
+]
+
 
 def flags_on(params: dict, flags: list[str]) -> dict:
     """`dvc exp run -S …` without Hydra: each value (YAML) set at its dotted path."""
@@ -149,7 +160,7 @@ def flags_on(params: dict, flags: list[str]) -> dict:
 
 @pytest.mark.parametrize(
     ("profile", "flags", "extra"),
-    [("seed", SEED_FLAGS, ["train.seed=3"]), ("long", LONG_FLAGS, [])],
+    [("seed", SEED_FLAGS, ["train.seed=3"]), ("long", LONG_FLAGS, []), ("ship", SHIP_FLAGS, [])],
 )
 def test_a_profile_is_its_flags_whatever_the_workspace_held(
     tmp_path: Path, profile: str, flags: list[str], extra: list[str]

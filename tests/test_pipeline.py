@@ -136,10 +136,12 @@ def test_repro_produces_every_output(project: tuple[Path, dict[str, str]]) -> No
         "pruned",
         "finetuned",
         "compact",
+        "compact_int8",
         "scoring",
         "onnx_runtime",
         "provenance",
     }
+    assert evaluate["compact_int8"]["quantized_from"] == "compact"  # dvc.yaml's --int8 compact
     # every metrics file says where it was made, and `dvc exp show` lists that as columns
     for name in ("train", "baseline", "prune", "finetune", "compact", "evaluate", "sensitivity"):
         made = json.loads((root / f"metrics/{name}.json").read_text())["provenance"]

@@ -331,7 +331,7 @@ def _rewound(trained, data_dir: Path, monkeypatch: pytest.MonkeyPatch, **train: 
     split, _ = train_and_validation(data_dir, params.data.val_size, params.data.split_seed)
     seen: dict[str, object] = {}
 
-    def record(net, split, cfg, *, masks, label, lr_schedule):
+    def record(net, split, cfg, *, masks, label, lr_schedule, runtime):
         seen.update(cfg=cfg, masks=masks, schedule=lr_schedule)
 
     monkeypatch.setattr(prunelab.comparison.recovery, "fit", record)

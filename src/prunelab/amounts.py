@@ -5,6 +5,7 @@ reach it."""
 from __future__ import annotations
 
 from prunelab.errors import UserError
+from prunelab.params import PruneParams
 
 
 def final_count(amount: float | int, total: int, key: str, round_to: int = 1) -> int:
@@ -19,6 +20,20 @@ def final_count(amount: float | int, total: int, key: str, round_to: int = 1) ->
         kept = min(total, max(round_to, round((total - count) / round_to) * round_to))
         count = total - kept
     return count
+
+
+def layer_amount(cfg: PruneParams, layer: str | None) -> tuple[float | int, str]:
+    """The amount `layer` is pruned to (its prune.per_layer entry, else prune.amount) and the
+    key that set it, for error messages."""
+    if layer is not None and layer in cfg.per_layer:
+        return cfg.per_layer[layer], f"prune.per_layer.{layer}"
+    return cfg.amount, "prune.amount"
+
+
+def step_count(fraction: float, amount: float | int, key: str, *, total: int, round_to: int = 1) -> int:
+    """Units pruned once `fraction` of the schedule is done: that fraction of the final count,
+    so every step counts from the dense model."""
+    return round(fraction * final_count(amount, total, key, round_to))
 
 
 def step_fractions(steps: int, schedule: str = "iterative") -> list[float]:

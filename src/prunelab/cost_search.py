@@ -49,16 +49,16 @@ def amount_for_cost(
     counts only grow), so bisection finds it. `key` names the setting in errors; `gradients`
     and `method` as for prune_model (the method resolved once, not per trial)."""
     method = method or resolve_method(cfg.method)
-    unit = method.unit
-    if unit == "channel" and cfg.dim != 0:
+    channels = method.removes_channels(cfg)
+    if method.unit == "channel" and not channels:
         raise UserError(
             f"{key}: a cost target needs whole output channels removed; '{cfg.method}' with "
             f"prune.dim = {cfg.dim} removes none. Set prune.dim: 0 or give an amount"
         )
-    what = "fewer MACs once compacted" if unit == "channel" else "compression (params / nonzero)"
+    what = "fewer MACs once compacted" if channels else "compression (params / nonzero)"
 
     def cost(m: nn.Module) -> int:
-        if unit == "channel":
+        if channels:
             return compacted_macs(m)
         return sum(int(p.count_nonzero()) for p in m.parameters())
 
@@ -76,7 +76,7 @@ def amount_for_cost(
         )
         return dense / max(1, cost(trial))
 
-    lo, hi = 0.0, 0.9 if unit == "channel" else 0.999  # beyond 0.9 small layers lose every channel
+    lo, hi = 0.0, 0.9 if channels else 0.999  # beyond 0.9 small layers lose every channel
     if (reached := ratio_at(hi)) < ratio:
         raise UserError(
             f"{key}: even amount {hi} of {cfg.method} on the targets gives only {reached:.2f}× "

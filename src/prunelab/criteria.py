@@ -22,7 +22,7 @@ import torch.nn.utils.prune as tprune
 import torch_pruning as tp
 from torch import nn
 
-from prunelab.amounts import final_count
+from prunelab.amounts import final_count, layer_amount, step_count
 from prunelab.coupling import dependency_graph
 from prunelab.errors import UserError
 from prunelab.params import PruneParams
@@ -128,15 +128,11 @@ def _counts(
     at least one channel."""
     sizes = [len(scores) for _, scores, _ in scored]
     if cfg.scope == "local":
-        counts = []
-        for (_, _, key), n in zip(scored, sizes, strict=True):
-            amount, name = (
-                (cfg.per_layer[key], f"prune.per_layer.{key}") if key else (cfg.amount, "prune.amount")
-            )
-            counts.append(round(fraction * final_count(amount, n, name, cfg.round_to)))
-        return counts
-    total = sum(sizes)
-    wanted = round(fraction * final_count(cfg.amount, total, "prune.amount"))
+        return [
+            step_count(fraction, *layer_amount(cfg, key), total=n, round_to=cfg.round_to)
+            for (_, _, key), n in zip(scored, sizes, strict=True)
+        ]
+    wanted = step_count(fraction, cfg.amount, "prune.amount", total=sum(sizes))
     everything = torch.cat([scores for _, scores, _ in scored])
     owner = torch.cat([torch.full((n,), i) for i, n in enumerate(sizes)])
     chosen = owner[everything.argsort()[:wanted]]

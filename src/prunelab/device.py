@@ -11,6 +11,7 @@ import os
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -96,6 +97,20 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype:
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
     return torch.bfloat16 if cpu_has_bf16() else torch.float32
+
+
+class Runtime(NamedTuple):
+    """Where a run computes and in what precision."""
+
+    device: torch.device
+    dtype: torch.dtype
+
+
+def resolve_runtime(device: str, precision: str) -> Runtime:
+    """The one place train.device and train.precision become a device and a dtype: a command
+    resolves them once and passes them down, to `fit` too."""
+    where = resolve_device(device)
+    return Runtime(where, resolve_precision(precision, where))
 
 
 def dtype_name(dtype: torch.dtype) -> str:

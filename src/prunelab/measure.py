@@ -3,6 +3,8 @@ measured side by side, sizes on disk."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import gzip
 import hashlib
 import math
@@ -154,17 +156,32 @@ def compare_latency(
     rounds: int = 3,
     device: torch.device = CPU,
 ) -> dict[Hashable, dict[str, float]]:
-    """Latency of several models on `device`, measured in interleaved rounds (each model
-    `min_run_time` in all): a busy or throttling machine drifts by ±10 % over minutes, and
-    interleaving makes the drift fall on every model alike, so their ratios hold. Median and
-    IQR of all timed blocks."""
+    """Latency of several models in eager PyTorch on `device` (channels_last, `dtype`
+    autocast), measured by `interleaved_latency`."""
     x = torch.randn(batch, 3, 32, 32, device=device).contiguous(memory_format=torch.channels_last)
-    times: dict[Hashable, list[float]] = {name: [] for name in models}
+    with contextlib.ExitStack() as placed:
+        for model in models.values():
+            placed.enter_context(channels_last(model.eval(), device))
+        with torch.no_grad(), autocast(device, dtype):
+            calls = {name: functools.partial(model, x) for name, model in models.items()}
+            return interleaved_latency(calls, min_run_time, rounds, device)
+
+
+def interleaved_latency(
+    calls: Mapping[Hashable, Callable[[], Any]],
+    min_run_time: float = 1.0,
+    rounds: int = 3,
+    device: torch.device = CPU,
+) -> dict[Hashable, dict[str, float]]:
+    """Latency of several calls, measured in interleaved rounds (each call `min_run_time` in
+    all): a busy or throttling machine drifts by ±10 % over minutes, and interleaving makes the
+    drift fall on every call alike, so their ratios hold. Median and IQR in ms of all timed
+    blocks (timed_blocks), for eager models and onnxruntime sessions alike."""
+    times: dict[Hashable, list[float]] = {name: [] for name in calls}
     for _ in range(rounds):
-        for name, model in models.items():
-            with channels_last(model.eval(), device), torch.no_grad(), autocast(device, dtype):
-                model(x)  # warm-up: oneDNN picks its kernels on the first call
-                times[name] += timed_blocks(lambda model=model: model(x), min_run_time / rounds, device)
+        for name, call in calls.items():
+            call()  # warm-up: oneDNN and onnxruntime pick their kernels on the first call
+            times[name] += timed_blocks(call, min_run_time / rounds, device)
     out = {}
     for name, samples in times.items():
         q1, median, q3 = statistics.quantiles(samples, n=4) if len(samples) > 1 else samples * 3

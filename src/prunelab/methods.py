@@ -21,7 +21,7 @@ import torch
 import torch.nn.utils.prune as tprune
 from torch import nn
 
-from prunelab.amounts import final_count
+from prunelab.amounts import layer_amount, step_count
 from prunelab.criteria import CRITERIA, Gradients, channel_masks, needs_gradients
 from prunelab.errors import UserError
 from prunelab.params import PruneParams
@@ -94,11 +94,9 @@ def per_tensor(name: str, unit: Unit, prune: TensorPrune, **details) -> PruningM
         cfg = targets.cfg
         for lname, module, pname in targets.tensors:
             key = f"{lname}.{pname}"
-            amount = cfg.per_layer.get(lname, cfg.amount)
             total = units_of(getattr(module, pname), unit, cfg.dim)
-            amount_key = f"prune.per_layer.{lname}" if lname in cfg.per_layer else "prune.amount"
             round_to = cfg.round_to if unit == "channel" else 1
-            count = round(fraction * final_count(amount, total, amount_key, round_to))
+            count = step_count(fraction, *layer_amount(cfg, lname), total=total, round_to=round_to)
             prune(module, pname, count - targets.pruned.get(key, 0), cfg)
             targets.pruned[key] = count
 
@@ -111,7 +109,7 @@ def joint(name: str, prune: JointPrune, **details) -> PruningMethod:
     def step(targets: Targets, fraction: float) -> None:
         tensors = [(m, p) for _, m, p in targets.tensors]
         total = sum(getattr(m, p).numel() for m, p in tensors)
-        count = round(fraction * final_count(targets.cfg.amount, total, "prune.amount"))
+        count = step_count(fraction, targets.cfg.amount, "prune.amount", total=total)
         prune(tensors, count - targets.pruned.get("*", 0), targets.cfg)
         targets.pruned["*"] = count
 

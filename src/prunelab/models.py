@@ -2,7 +2,7 @@
 pruning can target, and the whitening init of the first conv.
 
 A model is rebuilt from (arch, kwargs), which every checkpoint records, so a checkpoint plus
-prunelab (or the user's own factory) is all anyone needs to load it (`compact.load_model`
+prunelab (or the user's own factory) is all anyone needs to load it (`checkpoints.loading.load_model`
 also replays compaction).
 """
 

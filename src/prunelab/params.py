@@ -383,6 +383,9 @@ class EvaluateParams(Section):
     interleaved rounds. Speed-ups vary between repeated measurements about as much at a short
     budget as at a long one (`benchmarks/latency_budget.py` measures it on your machine): the
     machine drifts between them, and a longer budget does not average that out."""
+    int8_calibration_images: Annotated[int, Field(gt=0)] = 1024
+    """Training images that onnxruntime's int8 quantization calibrates its activation ranges on,
+    for the models evaluate quantizes (`--int8 NAME` in dvc.yaml: the compact model)."""
 
 
 class SensitivityParams(Section):

@@ -14,8 +14,7 @@ from typing import Any
 
 import torch
 
-from prunelab.device import cpu_flags, cpu_model, dtype_name, resolve_device, resolve_precision
-from prunelab.params import TrainParams
+from prunelab.device import cpu_flags, cpu_model, dtype_name
 
 LIBRARIES = ("torch", "torchvision", "torch-pruning", "onnxruntime", "dvc")
 
@@ -35,12 +34,6 @@ def provenance(device: torch.device, dtype: torch.dtype, epochs: int | None) -> 
         "epochs": epochs,
         "versions": {name: _version(name) for name in LIBRARIES},
     }
-
-
-def provenance_of(train: TrainParams, epochs: int | None) -> dict[str, Any]:
-    """The provenance block of a stage that runs where and as train.device and train.precision say."""
-    device = resolve_device(train.device)
-    return provenance(device, resolve_precision(train.precision, device), epochs)
 
 
 def _version(distribution: str) -> str:

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from prunelab.comparison.verdicts import rank_agreement
 from prunelab.io import read_json
 
@@ -96,3 +98,98 @@ def load_budget_study(root: Path) -> BudgetStudy | None:
         for p in record["points"]
     }
     return BudgetStudy(record, results)
+
+
+SHIP = Path("docs/results/ship-4x")
+"""experiments/ship.py's metrics: the shipping setting's runs, one folder per fine-tuning seed,
+and the speed-up timed again (timing.json)."""
+
+
+@dataclass
+class ShipStudy:
+    """The shipping setting (conf/profile/ship.yaml), run once per fine-tuning seed."""
+
+    record: dict[str, Any]  # study.json: seeds, command, commit, date, runs (seconds per seed)
+    runs: dict[int, dict[str, Any]]  # seed: {prune, finetune, compact, evaluate: metrics; params}
+    noise: dict[str, Any] | None  # timing.json: the speed-ups timed again, or None
+
+    @property
+    def batches(self) -> list[int]:
+        first = self.runs[self.record["seeds"][0]]["evaluate"]["compact"]
+        return sorted(int(k.removeprefix("speedup_b")) for k in first if k.startswith("speedup_b"))
+
+    def params(self, seed: int) -> dict[str, Any]:
+        return self.runs[seed]["params"]
+
+    def macs_ratio(self, seed: int) -> float:
+        evaluate = self.runs[seed]["evaluate"]
+        return evaluate["baseline"]["macs"] / evaluate["compact"]["macs"]
+
+    def mean_acc(self, model: str = "compact") -> float:
+        return statistics.mean(self.runs[s]["evaluate"][model]["acc"] for s in self.record["seeds"])
+
+    def mean_points(self, model: str = "compact") -> float:
+        """Mean test accuracy of the seeds against the dense model's, in points."""
+        dense = statistics.mean(self.runs[s]["evaluate"]["baseline"]["acc"] for s in self.record["seeds"])
+        return (self.mean_acc(model) - dense) * 100
+
+    def speedups(self, key: str) -> list[float]:
+        """Every measurement of the speed-up `key` (`speedup_b128`, `onnx_speedup_b1`): each run's
+        evaluate, then the repeats of timing.json."""
+        runtime = "onnx" if key.startswith("onnx_") else "eager"
+        batch = key.rsplit("_b", 1)[1]
+        runs = [self.runs[s]["evaluate"]["compact"][key] for s in self.record["seeds"]]
+        return runs + (self.noise["speedups"][f"{runtime}_b{batch}"] if self.noise else [])
+
+    def verdicts(self, goals: dict[str, float]) -> list[str]:
+        """Each goal (macs, points, speedup, minutes), met or not, with the figures that say so."""
+        seeds = self.record["seeds"]
+        ratio = min(self.macs_ratio(s) for s in seeds)
+        points = self.mean_points()
+        lines = [
+            f"{'Met' if ratio >= goals['macs'] else 'Not met'}: ≥ {goals['macs']:g}× fewer MACs "
+            f"({ratio:.2f}×).",
+            f"{'Met' if -points <= goals['points'] else 'Not met'}: ≤ {goals['points']:g} point below the "
+            f"dense model as the mean of {len(seeds)} seeds ({points:+.2f}).",
+        ]
+        largest = max(self.batches)
+        for key, runtime in (
+            (f"speedup_b{largest}", "eager PyTorch"),
+            (f"onnx_speedup_b{largest}", "onnxruntime"),
+        ):
+            values = self.speedups(key)
+            met = min(values) >= goals["speedup"]
+            lines.append(
+                f"{'Met' if met else 'Not met'}: ≥ {goals['speedup']:g}× faster at batch {largest} in {runtime}, "
+                f"in every one of {len(values)} measurements (the {len(seeds)} runs' and the repeats'): "
+                f"{min(values):.2f}× to {max(values):.2f}×."
+            )
+        minutes = [v / 60 for v in self.record["runs"].values()]
+        if minutes:
+            made = self.runs[seeds[0]]["evaluate"]["provenance"]
+            lines.append(
+                f"{'Met' if max(minutes) <= goals['minutes'] else 'Not met'} on this machine: ≤ "
+                f"{goals['minutes']:g} minutes a run ({max(minutes):.1f} at most, {made['precision']} on "
+                f"{made['threads']} threads of {made['cpu']}); a bf16 CPU trains about 2× faster."
+                if "cpu" in made
+                else f"Minutes a run: {max(minutes):.1f} at most."
+            )
+        return lines
+
+
+def load_ship_study(root: Path) -> ShipStudy | None:
+    """The shipping setting's runs under `root`, or None where they were never run."""
+    folder = root / SHIP
+    if not (folder / "study.json").is_file():
+        return None
+    record = read_json(folder / "study.json")
+    runs = {}
+    for seed in record["seeds"]:
+        run = {
+            name: read_json(folder / f"seed-{seed}" / f"{name}.json")
+            for name in ("prune", "finetune", "compact", "evaluate")
+        }
+        run["params"] = yaml.safe_load((folder / f"seed-{seed}" / "params.yaml").read_text())
+        runs[seed] = run
+    timing = folder / "timing.json"
+    return ShipStudy(record, runs, read_json(timing) if timing.is_file() else None)

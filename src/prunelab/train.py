@@ -21,7 +21,7 @@ from torch import nn
 
 from prunelab.checkpoints import torch_load
 from prunelab.data import Split, normalize, random_crop_flip
-from prunelab.device import autocast, channels_last, resolve_device, resolve_precision
+from prunelab.device import Runtime, autocast, channels_last, resolve_runtime
 from prunelab.errors import UserError
 from prunelab.io import atomic_path
 from prunelab.params import FinetuneParams, TrainParams
@@ -220,6 +220,7 @@ def fit(
     lr_schedule: LRSchedule | None = None,
     distill: Distillation | None = None,
     optimizer: Callable[[nn.Module, TrainParams], torch.optim.Optimizer] = make_optimizer,
+    runtime: Runtime | None = None,
 ) -> list[EpochRecord]:
     """Train `model` in place for cfg.epochs; returns one record per epoch.
 
@@ -227,10 +228,10 @@ def fit(
     `fingerprint`) is resumed from, then removed once training completes. `lr_schedule(step,
     total_steps)` replaces the cfg.lr / cfg.warmup schedule (learning-rate rewinding). With
     `distill` (weight above 0), the loss distils its teacher, which never trains. `optimizer`
-    builds the optimiser from the model and cfg (an experiment may try another).
+    builds the optimiser from the model and cfg (an experiment may try another). `runtime` is
+    the device and precision the calling command resolved; without it, cfg's are resolved.
     """
-    device = resolve_device(cfg.device)
-    dtype = resolve_precision(cfg.precision, device)
+    device, dtype = runtime or resolve_runtime(cfg.device, cfg.precision)
     cfg = cfg.model_copy(update={"epochs": _epochs_in(cfg, dtype)})
     distill = distill if distill is not None and distill.weight > 0 else None
     teacher = distill.teacher.eval().requires_grad_(False) if distill else nn.Identity()
@@ -255,7 +256,7 @@ def fit(
 
 def planned_epochs(cfg: TrainParams) -> int:
     """cfg.epochs, with `auto` resolved for the precision this machine trains in."""
-    return _epochs_in(cfg, resolve_precision(cfg.precision, resolve_device(cfg.device)))
+    return _epochs_in(cfg, resolve_runtime(cfg.device, cfg.precision).dtype)
 
 
 def _epochs_in(cfg: TrainParams, dtype: torch.dtype) -> int:
@@ -415,6 +416,7 @@ def fine_tuning_between_steps(
     finetune: FinetuneParams,
     epochs: int,
     steps: int,
+    runtime: Runtime | None = None,
 ) -> Callable[[int], None]:
     """The `between_steps` callback of gradual pruning: `epochs` of fine-tuning (finetune.*
     settings, seeded per step) after step k. It runs while the pruning parametrisation
@@ -428,6 +430,7 @@ def fine_tuning_between_steps(
             step_cfg.model_copy(update={"seed": step_cfg.seed + step}),
             val=val,
             label=f"step {step}/{steps} fine-tune",
+            runtime=runtime,
         )
 
     return after_step

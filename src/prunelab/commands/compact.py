@@ -13,13 +13,13 @@ from prunelab.checkpoints.loading import load_model
 from prunelab.commands import ParamsOption, done, single_command_app
 from prunelab.compact import all_removals, max_output_difference, remove_zero_channels
 from prunelab.data import load_split
-from prunelab.device import resolve_device
+from prunelab.device import resolve_runtime
 from prunelab.errors import UserError
 from prunelab.io import staged_outputs
 from prunelab.measure import count_macs
 from prunelab.onnx_runtime import export_onnx
 from prunelab.params import load_params
-from prunelab.provenance import provenance_of
+from prunelab.provenance import provenance
 
 
 def main(
@@ -37,12 +37,13 @@ def main(
     """Remove whole zero channels (with their BatchNorm and the next layer's inputs) and check
     that the compact model's outputs equal the masked model's on real test images."""
     cfg = load_params(params)
+    runtime = resolve_runtime(cfg.train.device, cfg.train.precision)
     ckpt = load_checkpoint(model)
     masked = load_model(ckpt, str(model)).eval()
     small = copy.deepcopy(masked)
     removed = remove_zero_channels(small)
     images = load_split(data, train=False).images[:256]
-    difference = max_output_difference(masked, small, images, resolve_device(cfg.train.device))
+    difference = max_output_difference(masked, small, images, runtime.device)
     if difference > cfg.compact.tolerance:
         raise UserError(
             f"compact: outputs of the compact model differ from the masked model by {difference:.3g} "
@@ -81,7 +82,7 @@ def main(
                 "macs_compact": count_macs(small),
                 "max_output_difference": difference,
                 "onnx_bytes": staged_onnx.stat().st_size,
-                "provenance": provenance_of(cfg.train, ckpt.meta.get("epochs")),
+                "provenance": provenance(*runtime, ckpt.meta.get("epochs")),
             },
         )
     what = (

@@ -12,7 +12,7 @@ from prunelab.checkpoints import load_checkpoint
 from prunelab.checkpoints.loading import load_model
 from prunelab.commands import ParamsOption, done, single_command_app
 from prunelab.data import train_and_validation
-from prunelab.device import resolve_device, resolve_precision
+from prunelab.device import resolve_runtime
 from prunelab.io import staged_outputs
 from prunelab.measure import count_macs
 from prunelab.params import load_params
@@ -36,8 +36,7 @@ def main(
     cfg = load_params(params)
     ckpt = load_checkpoint(model)
     _, val = train_and_validation(data, cfg.data.val_size, cfg.data.split_seed, cfg.sweep.val_images)
-    device = resolve_device(cfg.train.device)
-    dtype = resolve_precision(cfg.train.precision, device)
+    device, dtype = resolve_runtime(cfg.train.device, cfg.train.precision)
     baseline = load_model(ckpt, str(model))
     correct = split_correct(baseline, val, batch_size=cfg.evaluate.batch_size, device=device, dtype=dtype)
     metrics = {

@@ -13,8 +13,8 @@ from prunelab.checkpoints import file_digest, load_checkpoint
 from prunelab.checkpoints.loading import load_model
 from prunelab.commands import ParamsOption, console, done, single_command_app
 from prunelab.compact import compacted_copy
-from prunelab.data import class_names, load_split
-from prunelab.device import resolve_device, resolve_precision
+from prunelab.data import class_names, load_split, split_validation
+from prunelab.device import resolve_runtime
 from prunelab.errors import UserError
 from prunelab.io import read_json, staged_outputs
 from prunelab.measure import (
@@ -30,7 +30,7 @@ from prunelab.measure import (
     sparsity_report,
     speedups,
 )
-from prunelab.onnx_runtime import compare_onnx_latency, onnx_setup
+from prunelab.onnx_runtime import INT8, OnnxModel, onnx_latency, onnx_sessions, onnx_setup, quantized_session
 from prunelab.params import load_params
 from prunelab.predict import predict
 from prunelab.provenance import provenance
@@ -53,17 +53,28 @@ def main(
     latency: Annotated[
         bool, typer.Option(help="measure latency (against the model named baseline, else the first)")
     ] = True,
+    int8: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="NAME of a model also quantized to int8 in onnxruntime, calibrated on "
+            "evaluate.int8_calibration_images training images: its row is NAME_int8"
+        ),
+    ] = None,
 ) -> None:
     """Evaluate each NAME=CHECKPOINT on the CIFAR-10 test set. Each distinct model is scored once:
     a checkpoint scored before (--scores, same test data and settings) keeps its score, and a
     compacted model's score serves the masked model it was checked against. Latency is always
-    measured afresh, in interleaved rounds, once for each set of models with the same shapes."""
+    measured afresh, in interleaved rounds, once for each set of models with the same shapes. A
+    model named by --int8 gets one more row: its ONNX export quantized to int8, scored and timed
+    in onnxruntime."""
     cfg = load_params(params)
     named = dict(_parse_model_option(m) for m in model)
+    for name in int8 or []:
+        if name not in named:
+            raise UserError(f"--int8 {name}: no --model named {name!r}; name one of {', '.join(named)}")
     test = load_split(data, train=False)
     classes = class_names(data)
-    device = resolve_device(cfg.train.device)
-    dtype = resolve_precision(cfg.train.precision, device)
+    device, dtype = resolve_runtime(cfg.train.device, cfg.train.precision)
     earlier = {str(path): read_json(path) for path in scores or []}
     # every checkpoint is loaded (and checked) before any work
     ckpts = {name: load_checkpoint(path) for name, path in named.items()}
@@ -102,28 +113,54 @@ def main(
             acc=results[small]["acc"], per_class_acc=results[small]["per_class_acc"], scored=f"as {small}"
         )
         confusions[masked] = confusions[small]
+    quantized = {}
+    if int8:
+        train, _ = split_validation(load_split(data, train=True), cfg.data.val_size, cfg.data.split_seed)
+        calibration = train.images[: cfg.evaluate.int8_calibration_images]
+        for name in int8:
+            session, size = quantized_session(nets[name], calibration)
+            quantized[f"{name}_int8"] = session
+            logits = predict(
+                OnnxModel(session),
+                test.images,
+                batch_size=cfg.evaluate.batch_size,
+                device=device,
+                dtype=dtype,
+                tta=cfg.evaluate.tta,
+            )
+            results[f"{name}_int8"] = {
+                **{k: results[name][k] for k in ("sparsity", "params", "params_nonzero", "macs")},
+                **size,
+                **accuracy_report(logits, test.labels, classes),
+                "scored": "here, onnxruntime int8",
+                "quantized_from": name,
+            }
+            confusions[f"{name}_int8"] = confusion_rows(logits, test.labels, classes)
     # speed-ups against the baseline, else the first model, measured in the same rounds; a
     # model with the reference's shapes (masked, not compacted) shares its measurement
     reference = "baseline" if "baseline" in nets else next(iter(nets))
     shared = same_shapes({reference: nets[reference], **nets})
     measured = {name: nets[name] for name in dict.fromkeys(shared.values())}
-    for batch in cfg.evaluate.latency_batch_sizes if latency else []:
+    timing = bool(latency and cfg.evaluate.latency_batch_sizes)
+    # and in the runtime CNNs are deployed with on CPUs (onnx_runtime.py), int8 rows only there
+    sessions = {**onnx_sessions(measured), **quantized} if timing else {}
+    rows = {"": shared, "onnx_": {**shared, **{q: q for q in quantized}}}
+    for batch in cfg.evaluate.latency_batch_sizes if timing else []:
         timings = compare_latency(measured, batch, dtype, cfg.evaluate.latency_seconds, device=device)
-        # and in the runtime CNNs are deployed with on CPUs (onnx_runtime.py)
-        onnx = compare_onnx_latency(measured, batch, cfg.evaluate.latency_seconds)
-        for runtime, timed, prefix in (("eager", timings, ""), ("onnx", onnx, "onnx_")):
-            latency_ms = {name: timed[shared[name]]["median_ms"] for name in nets}
+        onnx = onnx_latency(sessions, batch, cfg.evaluate.latency_seconds)
+        for timed, prefix in ((timings, ""), (onnx, "onnx_")):
+            latency_ms = {name: timed[source]["median_ms"] for name, source in rows[prefix].items()}
             for name, speedup in speedups(latency_ms, reference).items():
                 results[name][f"{prefix}latency_ms_b{batch}"] = latency_ms[name]
-                results[name][f"{prefix}latency_iqr_ms_b{batch}"] = timed[shared[name]]["iqr_ms"]
+                results[name][f"{prefix}latency_iqr_ms_b{batch}"] = timed[rows[prefix][name]]["iqr_ms"]
                 results[name][f"{prefix}speedup_b{batch}"] = speedup
-                if runtime == "eager":
-                    measured_as = "here" if shared[name] == name else f"as {shared[name]}"
-                    results[name]["latency_measured"] = measured_as
+    for name in nets if timing else []:
+        results[name]["latency_measured"] = "here" if shared[name] == name else f"as {shared[name]}"
     # every model here descends from one baseline: its training epochs stand for all
     epochs = next(iter(ckpts.values())).meta.get("epochs")
     with staged_outputs() as outputs:
-        runtime = {"onnx_runtime": onnx_setup()} if latency and cfg.evaluate.latency_batch_sizes else {}
+        int8_setup = {"int8": {**INT8, "calibration_images": len(calibration)}} if quantized else {}
+        runtime = {"onnx_runtime": {**onnx_setup(), **int8_setup}} if timing or quantized else {}
         outputs.write_json(
             metrics, {**results, "scoring": setup, **runtime, "provenance": provenance(device, dtype, epochs)}
         )
@@ -179,6 +216,8 @@ def _print_table(results: dict[str, dict], batch_sizes: list[int]) -> None:
             f"{r['bytes_gzip']:,}",
             *(
                 f"{r[f'{p}latency_ms_b{b}']:.2f} ({r[f'{p}speedup_b{b}']:.2f})"
+                if f"{p}latency_ms_b{b}" in r
+                else "–"  # an int8 row runs in onnxruntime only
                 for b in batch_sizes
                 for p in ("", "onnx_")
             ),

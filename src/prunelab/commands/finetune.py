@@ -12,12 +12,13 @@ from prunelab.checkpoints.loading import load_model
 from prunelab.commands import ParamsOption, done, single_command_app
 from prunelab.comparison.recovery import fit_masked
 from prunelab.data import load_split, split_validation
+from prunelab.device import resolve_runtime
 from prunelab.dvclive_logging import dvclive_epochs
 from prunelab.errors import UserError
 from prunelab.io import staged_outputs
 from prunelab.measure import sparsity_report
 from prunelab.params import load_params
-from prunelab.provenance import provenance_of
+from prunelab.provenance import provenance
 from prunelab.train import Distillation, EpochRecord, pruned_weights_nonzero
 
 
@@ -42,6 +43,7 @@ def main(
     model costs; the checkpoint keeps the masked model's shapes for the compact stage. With
     finetune.kd_weight above 0 it distils the dense --teacher, frozen in eval mode."""
     cfg = load_params(params)
+    runtime = resolve_runtime(cfg.train.device, cfg.train.precision)
     ckpt = load_checkpoint(model)
     net = load_model(ckpt, str(model))
     unknown = sorted(set(ckpt.masks) - {name for name, _ in net.named_parameters()})
@@ -68,6 +70,7 @@ def main(
                     on_epoch=log,
                     label="finetune",
                     distill=distill,
+                    runtime=runtime,
                 )
         after = sparsity_report(net)
         revived = pruned_weights_nonzero(net, ckpt.masks)
@@ -94,7 +97,7 @@ def main(
                 "params_zero_after": after["params_zero"],
                 "pruned_weights_nonzero": revived,
                 "seconds": round(sum(r.seconds for r in history), 1),
-                "provenance": provenance_of(cfg.train, ckpt.meta.get("epochs")),
+                "provenance": provenance(*runtime, ckpt.meta.get("epochs")),
             },
         )
     done(f"fine-tuned for {len(history)} epoch(s)", out, metrics)

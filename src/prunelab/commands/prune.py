@@ -11,11 +11,11 @@ from prunelab.checkpoints import Checkpoint, load_checkpoint, save_checkpoint
 from prunelab.checkpoints.loading import load_model
 from prunelab.commands import ParamsOption, done, single_command_app
 from prunelab.data import load_split, split_validation
-from prunelab.device import resolve_device, resolve_precision
+from prunelab.device import resolve_runtime
 from prunelab.io import staged_outputs
 from prunelab.measure import count_macs, sparsity_report
 from prunelab.params import load_params
-from prunelab.provenance import provenance_of
+from prunelab.provenance import provenance
 from prunelab.pruning_run import compacted_macs_of, plan_run, run_pruning
 from prunelab.train import fine_tuning_between_steps, loss_gradients
 
@@ -40,21 +40,28 @@ def main(
     net = load_model(ckpt, str(model))
     before = sparsity_report(net)
     gradients = between_steps = None
+    runtime = resolve_runtime(cfg.train.device, cfg.train.precision)
     if run.needs_training_images:
         train_split, val_split = split_validation(
             load_split(data, train=True), cfg.data.val_size, cfg.data.split_seed
         )
-        device = resolve_device(cfg.train.device)
         gradients = loss_gradients(
             train_split,
             run.cfg.gradient_images,
             batch_size=cfg.evaluate.batch_size,
-            device=device,
-            dtype=resolve_precision(cfg.train.precision, device),
+            device=runtime.device,
+            dtype=runtime.dtype,
         )
         if run.fine_tunes_between_steps:
             between_steps = fine_tuning_between_steps(
-                net, train_split, val_split, cfg.train, cfg.finetune, run.cfg.finetune_between, run.cfg.steps
+                net,
+                train_split,
+                val_split,
+                cfg.train,
+                cfg.finetune,
+                run.cfg.finetune_between,
+                run.cfg.steps,
+                runtime=runtime,
             )
     macs_before = count_macs(net)
     run, result = run_pruning(net, run, gradients=gradients, between_steps=between_steps)
@@ -89,7 +96,7 @@ def main(
                 "params_zeroed": after["params_zero"] - before["params_zero"],
                 **macs,
                 "layers": after["layers"],
-                "provenance": provenance_of(cfg.train, ckpt.meta.get("epochs")),
+                "provenance": provenance(*runtime, ckpt.meta.get("epochs")),
             },
         )
     done(f"pruned with {run.cfg.method} (amount {run.cfg.amount:g}, {run.cfg.schedule})", out, metrics)

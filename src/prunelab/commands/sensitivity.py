@@ -14,7 +14,7 @@ from prunelab.checkpoints.loading import load_model
 from prunelab.commands import ParamsOption, console, done, single_command_app
 from prunelab.comparison.sensitivity import analyse
 from prunelab.data import train_and_validation
-from prunelab.device import resolve_device, resolve_precision
+from prunelab.device import resolve_runtime
 from prunelab.io import staged_outputs
 from prunelab.methods import check_method_names, resolve_method
 from prunelab.params import load_params
@@ -46,8 +46,7 @@ def main(
     train, val = train_and_validation(
         data, cfg.data.val_size, cfg.data.split_seed, cfg.sensitivity.val_images
     )
-    device = resolve_device(cfg.train.device)
-    dtype = resolve_precision(cfg.train.precision, device)
+    device, dtype = resolve_runtime(cfg.train.device, cfg.train.precision)
 
     def score(m: nn.Module) -> float:
         return round(

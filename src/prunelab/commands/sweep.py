@@ -13,7 +13,7 @@ from prunelab.checkpoints.loading import load_model
 from prunelab.commands import ParamsOption, done, single_command_app
 from prunelab.comparison.sweep import score_point
 from prunelab.data import train_and_validation
-from prunelab.device import resolve_device, resolve_precision
+from prunelab.device import resolve_runtime
 from prunelab.errors import UserError
 from prunelab.io import staged_outputs
 from prunelab.methods import check_method_names
@@ -47,8 +47,7 @@ def main(
     parsed = _parse_point(point)
     ckpt = load_checkpoint(model)
     train, val = train_and_validation(data, cfg.data.val_size, cfg.data.split_seed, cfg.sweep.val_images)
-    device = resolve_device(cfg.train.device)
-    dtype = resolve_precision(cfg.train.precision, device)
+    device, dtype = resolve_runtime(cfg.train.device, cfg.train.precision)
     scores = score_point(
         lambda: load_model(ckpt, str(model)), cfg, method, parsed, train, val, device=device, dtype=dtype
     )

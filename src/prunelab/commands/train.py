@@ -13,7 +13,7 @@ import typer
 from prunelab.checkpoints import Checkpoint, load_init_state, load_state_into, save_checkpoint
 from prunelab.commands import ParamsOption, done, single_command_app
 from prunelab.data import load_split, split_validation
-from prunelab.device import resolve_device, resolve_precision
+from prunelab.device import resolve_runtime
 from prunelab.dvclive_logging import dvclive_epochs
 from prunelab.io import staged_outputs
 from prunelab.models import build_model, whiten_first_conv
@@ -61,7 +61,7 @@ def main(
         cfg.data.model_dump(exclude={"source"}),
     ]
     fingerprint = hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()
-    device = resolve_device(cfg.train.device)
+    runtime = resolve_runtime(cfg.train.device, cfg.train.precision)
     with staged_outputs() as outputs:
         with dvclive_epochs(outputs.path(live)) as log:
             history = fit(
@@ -72,6 +72,7 @@ def main(
                 resume_file=resume,
                 fingerprint=fingerprint,
                 on_epoch=log,
+                runtime=runtime,
             )
         save_checkpoint(
             outputs.path(out),
@@ -92,7 +93,7 @@ def main(
                 "val_acc": round(last.val_acc, 6) if last and last.val_acc is not None else None,
                 "train_images": len(train_split),
                 "seconds": round(sum(r.seconds for r in history), 1),  # wall clock: varies run to run
-                "provenance": provenance(device, resolve_precision(cfg.train.precision, device), epochs),
+                "provenance": provenance(*runtime, epochs),
             },
         )
     done("trained", out, metrics, live)

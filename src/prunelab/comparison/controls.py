@@ -20,6 +20,7 @@ from torch import nn
 from prunelab.compact import remove_zero_channels
 from prunelab.coupling import coupled_channel_masks, coupled_conv_groups
 from prunelab.data import Split
+from prunelab.device import Runtime
 from prunelab.methods import Unit
 from prunelab.models import whiten_first_conv
 from prunelab.params import Params
@@ -60,7 +61,14 @@ def _random_like(keep: torch.Tensor, generator: torch.Generator) -> torch.Tensor
 
 
 def train_from_scratch(
-    pruned: nn.Module, result: PruneResult, unit: Unit, train: Split, params: Params, *, seed: int
+    pruned: nn.Module,
+    result: PruneResult,
+    unit: Unit,
+    train: Split,
+    params: Params,
+    *,
+    seed: int,
+    runtime: Runtime | None = None,
 ) -> nn.Module:
     """A fresh init of `pruned`'s architecture (compacted for a channel method; for an
     unstructured one, the dense shapes with its masks held at zero), initialised as `train`
@@ -83,5 +91,5 @@ def train_from_scratch(
         apply_masks(model, masks)
     epochs = planned_epochs(params.train) + math.ceil(params.sweep.finetune_epochs)
     cfg = params.train.model_copy(update={"epochs": epochs, "seed": seed})
-    fit(model, train, cfg, masks=masks, label="scratch control")
+    fit(model, train, cfg, masks=masks, label="scratch control", runtime=runtime)
     return model

@@ -18,7 +18,7 @@ from torch import nn
 
 from prunelab.compact import compact_form, expand_into
 from prunelab.data import Split, normalize
-from prunelab.device import autocast, channels_last
+from prunelab.device import Runtime, autocast, channels_last
 from prunelab.params import FinetuneParams, TrainParams
 from prunelab.train import Distillation, EpochRecord, fit, lr_at, planned_epochs, steps_per_epoch
 
@@ -84,6 +84,7 @@ def fine_tune(
     seed: int,
     tolerance: float,
     teacher: nn.Module | None = None,
+    runtime: Runtime | None = None,
 ) -> None:
     """`epochs` of fine-tuning (finetune.* settings, seeded with `seed`; a fraction of one epoch
     sees that fraction of the images) with pruned weights held at zero; with a `teacher`,
@@ -92,7 +93,7 @@ def fine_tune(
     cfg = finetune.train_params(train_cfg, epochs=whole).model_copy(update={"seed": seed})
     distill = Distillation(teacher, finetune.kd_weight, finetune.kd_temperature) if teacher else None
     label = "recovery distillation" if distill else "recovery fine-tune"
-    fit_masked(model, images, cfg, masks, tolerance=tolerance, label=label, distill=distill)
+    fit_masked(model, images, cfg, masks, tolerance=tolerance, label=label, distill=distill, runtime=runtime)
 
 
 def rewind_lr(
@@ -104,6 +105,7 @@ def rewind_lr(
     epochs: float,
     seed: int,
     tolerance: float,
+    runtime: Runtime | None = None,
 ) -> None:
     """Learning-rate rewinding (Renda et al., ICLR 2020): `epochs` of training with masks held,
     at the learning rates the baseline's own schedule (train.*) used in its last `epochs`
@@ -116,4 +118,13 @@ def rewind_lr(
     def schedule(step: int, total: int) -> float:
         return lr_at(skipped + step, max(full, skipped + total), train_cfg.lr, train_cfg.warmup)
 
-    fit_masked(model, images, cfg, masks, tolerance=tolerance, label="lr rewinding", lr_schedule=schedule)
+    fit_masked(
+        model,
+        images,
+        cfg,
+        masks,
+        tolerance=tolerance,
+        label="lr rewinding",
+        lr_schedule=schedule,
+        runtime=runtime,
+    )

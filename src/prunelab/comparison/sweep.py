@@ -21,9 +21,10 @@ from prunelab.comparison.recovery import fine_tune, recalibrate_batchnorm, rewin
 from prunelab.cost_search import amount_for_cost
 from prunelab.criteria import Gradients, computed_once
 from prunelab.data import Split
+from prunelab.device import Runtime
 from prunelab.measure import compare_latency, count_macs, mean_and_std, sparsity_report, speedups
 from prunelab.methods import PruningMethod, Unit, resolve_method
-from prunelab.onnx_runtime import compare_onnx_latency
+from prunelab.onnx_runtime import onnx_latency, onnx_sessions
 from prunelab.params import Params, cost_target
 from prunelab.per_image import encode
 from prunelab.predict import split_correct
@@ -195,8 +196,11 @@ def recover(
     """A copy of the pruned `net` after `recovery` (sweep.recovery); `net` is left as it is.
     `load_baseline` gives the dense model, the teacher of `distill`."""
     sweep = params.sweep
+    runtime = Runtime(device, dtype)
     if recovery == "scratch":
-        return train_from_scratch(net, result, unit, train, params, seed=params.train.seed + seed)
+        return train_from_scratch(
+            net, result, unit, train, params, seed=params.train.seed + seed, runtime=runtime
+        )
     model = copy.deepcopy(net)
     if recovery == "bn_recalibration":
         images = train.images[: sweep.recalibration_images]
@@ -214,6 +218,7 @@ def recover(
             seed=params.finetune.seed + seed,
             tolerance=params.compact.tolerance,
             teacher=load_baseline() if recovery == "distill" else None,
+            runtime=runtime,
         )
     elif recovery == "lr_rewind":
         rewind_lr(
@@ -224,6 +229,7 @@ def recover(
             epochs=sweep.finetune_epochs,
             seed=params.finetune.seed + seed,
             tolerance=params.compact.tolerance,
+            runtime=runtime,
         )
     return model
 
@@ -246,10 +252,11 @@ def measured_speedups(
         return {f"{p}latency_speedup_b{b}": 1.0 for b in batches for p in ("", "onnx_")}
     out = {}
     pair = {"dense": dense, "compact": small}
+    sessions = onnx_sessions(pair)  # exported once, timed at every batch size
     for batch in batches:
         timings = {
             "": compare_latency(pair, batch, dtype, params.evaluate.latency_seconds, device=device),
-            "onnx_": compare_onnx_latency(pair, batch, params.evaluate.latency_seconds),
+            "onnx_": onnx_latency(sessions, batch, params.evaluate.latency_seconds),
         }
         for prefix, timing in timings.items():
             ms = {k: t["median_ms"] for k, t in timing.items()}
