@@ -52,7 +52,8 @@ def run(budgets: list[float], methods: list[str], points: list[str], seeds: list
             raise SystemExit(
                 f"--{key} {' '.join(map(str, value))}: the study ran {record[key]}; add budgets only"
             )
-    new = [b for b in budgets if b not in record.get("budgets", [])]
+    done = {b for session in record["sessions"] for b in session["budgets"]}
+    new = [b for b in budgets if b not in done]
     if new:
         record["sessions"].append(
             {
