@@ -103,6 +103,8 @@ def load_budget_study(root: Path) -> BudgetStudy | None:
 SHIP = Path("docs/results/ship-4x")
 """experiments/ship.py's metrics: the shipping setting's runs, one folder per fine-tuning seed,
 and the speed-up timed again (timing.json)."""
+SHIP_METRICS = ("prune", "finetune", "compact", "evaluate")
+"""The metrics files of each run, copied out of its experiment's commit."""
 
 
 @dataclass
@@ -172,8 +174,6 @@ class ShipStudy:
                 f"{'Met' if max(minutes) <= goals['minutes'] else 'Not met'} on this machine: ≤ "
                 f"{goals['minutes']:g} minutes a run ({max(minutes):.1f} at most, {made['precision']} on "
                 f"{made['threads']} threads of {made['cpu']}); not measured on a bf16 CPU, which trains about 2× faster."
-                if "cpu" in made
-                else f"Minutes a run: {max(minutes):.1f} at most."
             )
         return lines
 
@@ -186,10 +186,7 @@ def load_ship_study(root: Path) -> ShipStudy | None:
     record = read_json(folder / "study.json")
     runs = {}
     for seed in record["seeds"]:
-        run = {
-            name: read_json(folder / f"seed-{seed}" / f"{name}.json")
-            for name in ("prune", "finetune", "compact", "evaluate")
-        }
+        run = {name: read_json(folder / f"seed-{seed}" / f"{name}.json") for name in SHIP_METRICS}
         run["params"] = yaml.safe_load((folder / f"seed-{seed}" / "params.yaml").read_text())
         runs[seed] = run
     timing = folder / "timing.json"
