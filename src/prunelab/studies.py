@@ -191,3 +191,54 @@ def load_ship_study(root: Path) -> ShipStudy | None:
         runs[seed] = run
     timing = folder / "timing.json"
     return ShipStudy(record, runs, read_json(timing) if timing.is_file() else None)
+
+
+RECOVERY = Path("docs/results/recovery")
+"""experiments/recovery.py's metrics: one folder per variant, one per point and fine-tuning seed
+inside it (prune.json, finetune.json and the params it ran with), and study.json."""
+RECOVERY_BASE = (
+    "prune.method=group_taylor",
+    "prune.targets=[Conv2d]",
+    "prune.round_to=8",
+    "prune.scope=local",
+    "finetune.epochs=1",
+)
+"""The plain run's -S overrides: one-shot Taylor pruning of every conv, 1 epoch of fine-tuning."""
+RECOVERY_POINTS = {"2x": 0.5, "3x": 0.667, "4x": 0.75}
+"""prune.macs_reduction of each cost target (× fewer MACs once compacted)."""
+_KD = ("finetune.kd_weight=0.5",)
+_AGP = ("prune.schedule=agp", "prune.steps=3", "prune.finetune_between=1")
+_GLOBAL = ("prune.scope=global",)
+RECOVERY_VARIANTS = {
+    "plain": (),
+    "kd": _KD,
+    "3_epochs": ("finetune.epochs=3",),
+    "agp": _AGP,
+    "global": _GLOBAL,
+    "combined": _GLOBAL + _KD + _AGP,
+}
+"""What each variant overrides on top of the plain run."""
+
+
+@dataclass
+class RecoveryStudy:
+    """Each recovery variant at each cost target, once per fine-tuning seed."""
+
+    record: dict[str, Any]  # study.json: runs ({variant/point-sSEED: {stage: seconds}}), sessions
+    runs: dict[tuple[str, str, int], dict[str, Any]]  # (variant, point, seed): {prune, finetune, params}
+
+
+def load_recovery_study(root: Path) -> RecoveryStudy | None:
+    """The recovery study's runs under `root`, or None where it was never run."""
+    folder = root / RECOVERY
+    if not (folder / "study.json").is_file():
+        return None
+    record = read_json(folder / "study.json")
+    runs = {}
+    for key in record["runs"]:
+        variant, rest = key.split("/")
+        point, seed = rest.rsplit("-s", 1)
+        run = {name: read_json(folder / key / f"{name}.json") for name in ("prune", "finetune")}
+        run["params"] = yaml.safe_load((folder / key / "params.yaml").read_text())
+        runs[(variant, point, int(seed))] = run
+    return RecoveryStudy(record, runs)
