@@ -199,7 +199,7 @@ inside it (prune.json, finetune.json and the params it ran with), and study.json
 RECOVERY_BASE = (
     "prune.method=group_taylor",
     "prune.targets=[Conv2d]",
-    "prune.round_to=8",
+    "prune.round_to=1",
     "prune.scope=local",
     "finetune.epochs=1",
 )
@@ -222,10 +222,52 @@ RECOVERY_VARIANTS = {
 
 @dataclass
 class RecoveryStudy:
-    """Each recovery variant at each cost target, once per fine-tuning seed."""
+    """Each recovery variant at each cost target, once per fine-tuning seed, beside the dense
+    baseline scored on the same validation images."""
 
     record: dict[str, Any]  # study.json: runs ({variant/point-sSEED: {stage: seconds}}), sessions
     runs: dict[tuple[str, str, int], dict[str, Any]]  # (variant, point, seed): {prune, finetune, params}
+    dense: dict[str, Any]  # dense.json: the baseline's metrics/train.json when the study ran
+
+    def _present(self, index: int, order: Any) -> list[Any]:
+        found = {key[index] for key in self.runs}
+        return [item for item in order if item in found]
+
+    @property
+    def variants(self) -> list[str]:
+        return self._present(0, RECOVERY_VARIANTS)
+
+    @property
+    def points(self) -> list[str]:
+        return self._present(1, RECOVERY_POINTS)
+
+    def seeds(self, variant: str, point: str) -> list[int]:
+        return sorted(s for v, p, s in self.runs if (v, p) == (variant, point))
+
+    def accuracies(self, variant: str, point: str) -> list[float]:
+        """Validation accuracy of each seed, in seed order."""
+        return [self.runs[(variant, point, s)]["finetune"]["val_acc"] for s in self.seeds(variant, point)]
+
+    def points_vs_dense(self, variant: str, point: str) -> float:
+        return (statistics.mean(self.accuracies(variant, point)) - self.dense["val_acc"]) * 100
+
+    def macs_ratio(self, variant: str, point: str) -> float:
+        """× fewer MACs once compacted (the same for every seed: pruning does not depend on it)."""
+        pruned = self.runs[(variant, point, self.seeds(variant, point)[0])]["prune"]
+        return pruned["macs"] / pruned["macs_compact"]
+
+    def minutes(self, variant: str, point: str) -> float:
+        """Mean wall-clock minutes from the baseline to the fine-tuned model (prune and finetune)."""
+        keys = [f"{variant}/{point}-s{s}" for s in self.seeds(variant, point)]
+        return statistics.mean(sum(self.record["runs"][k].values()) for k in keys) / 60
+
+    def gain(self, variant: str, point: str, over: str = "plain") -> tuple[float, bool]:
+        """Points gained over `over` (seed means), and whether the gain lies beyond the seeds'
+        spread: every seed of one side above every seed of the other. With two seeds a side that
+        is the most their runs can say; no test pretends to more."""
+        mine, theirs = self.accuracies(variant, point), self.accuracies(over, point)
+        points = (statistics.mean(mine) - statistics.mean(theirs)) * 100
+        return points, min(mine) > max(theirs) or max(mine) < min(theirs)
 
 
 def load_recovery_study(root: Path) -> RecoveryStudy | None:
@@ -241,4 +283,4 @@ def load_recovery_study(root: Path) -> RecoveryStudy | None:
         run = {name: read_json(folder / key / f"{name}.json") for name in ("prune", "finetune")}
         run["params"] = yaml.safe_load((folder / key / "params.yaml").read_text())
         runs[(variant, point, int(seed))] = run
-    return RecoveryStudy(record, runs)
+    return RecoveryStudy(record, runs, read_json(folder / "dense.json"))
