@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from prunelab.figures import blocks_in, stale_blocks
-from prunelab.studies import SHIP, load_ship_study
+from prunelab.studies import FULL_STUDY, RECOVERY, SHIP, load_full_study, load_recovery_study, load_ship_study
 from tests.conftest import ROOT
 
 FIGURE = re.compile(
@@ -197,3 +197,79 @@ def test_the_shipping_verdicts_follow_the_figures(tmp_path: Path) -> None:
         "Not met: ≥ 3× faster at batch 128 in onnxruntime, in every one of 3 measurements, so by more than "
         "their spread (the 2 runs' and the repeats'): 2.95× to 3.60×.",
     ]
+
+
+def test_the_recovery_gains_follow_the_figures(tmp_path: Path) -> None:
+    folder = tmp_path / RECOVERY
+    runs = {}
+    for variant, accuracies in {"plain": (0.80, 0.82), "kd": (0.83, 0.84), "global": (0.81, 0.85)}.items():
+        for seed, acc in zip((1, 2), accuracies, strict=True):
+            key = f"{variant}/2x-s{seed}"
+            (folder / key).mkdir(parents=True)
+            (folder / key / "prune.json").write_text(json.dumps({"macs": 80, "macs_compact": 40}))
+            (folder / key / "finetune.json").write_text(json.dumps({"val_acc": acc}))
+            (folder / key / "params.yaml").write_text("finetune: {epochs: 1}\n")
+            runs[key] = {"prune": 30.0, "finetune": 90.0 * (2 if variant == "kd" else 1)}
+    (folder / "study.json").write_text(json.dumps({"runs": runs, "sessions": []}))
+    (folder / "dense.json").write_text(json.dumps({"val_acc": 0.90, "epochs": 6}))
+    study = load_recovery_study(tmp_path)
+    assert study is not None and study.variants == ["plain", "kd", "global"] and study.points == ["2x"]
+    assert study.macs_ratio("kd", "2x") == 2.0
+    assert study.points_vs_dense("plain", "2x") == pytest.approx(-9.0)
+    assert study.minutes("plain", "2x") == pytest.approx(2.0) and study.minutes("kd", "2x") == pytest.approx(
+        3.5
+    )
+    kd, beyond = study.gain("kd", "2x")
+    assert kd == pytest.approx(2.5) and beyond  # both kd seeds above both plain seeds
+    wide, beyond = study.gain("global", "2x")
+    assert wide == pytest.approx(2.0) and not beyond  # 0.81 < 0.82: the spreads overlap
+    assert study.gain("plain", "2x", over="kd")[1]  # beyond works downwards too
+    # plain (0.81 in 2.0 min) is beaten by global (0.83 in 2.0); kd is the most accurate (0.835, in 3.5)
+    assert study.frontier("2x") == ["global", "kd"]
+
+
+def test_the_full_study_reads_each_baseline_and_architecture(tmp_path: Path) -> None:
+    """Its files where dvc.yaml and comparison/dvc.yaml write them; agreement and holding
+    computed from them."""
+    folder = tmp_path / FULL_STUDY
+    accuracies = {  # arch: {baseline: {method: fine-tuned accuracy at 2x}}
+        "cnn": {0: {"a": 0.9, "b": 0.8, "c": 0.7}, 1: {"a": 0.9, "b": 0.6, "c": 0.7}},
+        "resnet20": {0: {"a": 0.5, "b": 0.6, "c": 0.4}, 1: {"a": 0.5, "b": 0.6, "c": 0.4}},
+    }
+    for arch, by_baseline in accuracies.items():
+        root = folder / arch
+        (root / "report").mkdir(parents=True)
+        params = {
+            "train": {"seed": 0},
+            "sweep": {"replicates": [1], "methods": ["a", "b", "c"], "points": ["2x"]},
+        }
+        (root / "params.yaml").write_text(json.dumps(params))
+        for seed, methods in by_baseline.items():
+            sweep = root / "metrics/sweep" / ("" if seed == 0 else f"replicates/{seed}")
+            train = root / "metrics" / ("" if seed == 0 else f"replicates/{seed}")
+            sweep.mkdir(parents=True, exist_ok=True)
+            train.mkdir(parents=True, exist_ok=True)
+            (train / "train.json").write_text(json.dumps({"val_acc": 0.91 + seed / 100}))
+            for method, acc in methods.items():
+                point = {"recovery": {"finetune": {"val_acc": acc}}}
+                (sweep / f"{method}-2x.json").write_text(json.dumps(point))
+        floor = [
+            {"outcome": "above", "holds_on": 2},
+            {"outcome": "above", "holds_on": 1},
+            {"outcome": "within noise", "holds_on": 2},
+        ]
+        best = [{"verdict": {"outcome": "above"}, "holds_on": 2}, {"verdict": None, "holds_on": 2}]
+        verdicts = {"baselines": 2, "against_random_floor": floor, "best_at_budget": best}
+        (root / "report/verdicts.json").write_text(json.dumps(verdicts))
+    (folder / "study.json").write_text(json.dumps({"archs": ["cnn", "resnet20"], "runs": {}, "sessions": []}))
+    study = load_full_study(tmp_path)
+    assert study is not None and study.archs == ["cnn", "resnet20"] and study.baselines("cnn") == [0, 1]
+    assert study.baseline_acc("cnn", 1) == pytest.approx(0.92)
+    assert study.finetuned("cnn", 1, "2x") == {"a": 0.9, "b": 0.6, "c": 0.7}
+    assert study.mean_finetuned("cnn", "2x") == pytest.approx({"a": 0.9, "b": 0.7, "c": 0.7})
+    on_one = study.baseline_agreement("cnn", "2x", 1)
+    assert on_one.flips == [("b", "c")]  # baseline 0 puts b above c; baseline 1 the other way
+    assert study.baseline_agreement("resnet20", "2x", 1).tau == pytest.approx(1.0)
+    across = study.arch_agreement("resnet20", "cnn", "2x")
+    assert ("a", "b") in across.flips and across.tau < 1
+    assert study.holding("cnn") == {"against_random_floor": (2, 1), "best_at_budget": (1, 1)}

@@ -144,6 +144,13 @@ SHIP_FLAGS = [
     "finetune.lr=0.1",
 ]
 
+# The full comparison: three baselines, three seeds fine-tuned, the longer budget.
+FULL_FLAGS = [
+    "sweep.replicates=[1, 2]",
+    "sweep.trained_seeds=3",
+    "sweep.finetune_epochs=1.0",
+]
+
 
 def flags_on(params: dict, flags: list[str]) -> dict:
     """`dvc exp run -S …` without Hydra: each value (YAML) set at its dotted path."""
@@ -160,7 +167,12 @@ def flags_on(params: dict, flags: list[str]) -> dict:
 
 @pytest.mark.parametrize(
     ("profile", "flags", "extra"),
-    [("seed", SEED_FLAGS, ["train.seed=3"]), ("long", LONG_FLAGS, []), ("ship", SHIP_FLAGS, [])],
+    [
+        ("seed", SEED_FLAGS, ["train.seed=3"]),
+        ("long", LONG_FLAGS, []),
+        ("ship", SHIP_FLAGS, []),
+        ("full", FULL_FLAGS, []),
+    ],
 )
 def test_a_profile_is_its_flags_whatever_the_workspace_held(
     tmp_path: Path, profile: str, flags: list[str], extra: list[str]

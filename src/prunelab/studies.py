@@ -269,6 +269,18 @@ class RecoveryStudy:
         points = (statistics.mean(mine) - statistics.mean(theirs)) * 100
         return points, min(mine) > max(theirs) or max(mine) < min(theirs)
 
+    def frontier(self, point: str) -> list[str]:
+        """The variants no other one beats at `point` in both mean accuracy and minutes (as good
+        in one, better in the other), cheapest first: the ones worth their minutes."""
+        scores = {
+            v: (statistics.mean(self.accuracies(v, point)), self.minutes(v, point)) for v in self.variants
+        }
+
+        def beaten(acc: float, minutes: float) -> bool:
+            return any(a >= acc and m <= minutes and (a, m) != (acc, minutes) for a, m in scores.values())
+
+        return sorted((v for v, score in scores.items() if not beaten(*score)), key=lambda v: scores[v][1])
+
 
 def load_recovery_study(root: Path) -> RecoveryStudy | None:
     """The recovery study's runs under `root`, or None where it was never run."""
@@ -284,3 +296,92 @@ def load_recovery_study(root: Path) -> RecoveryStudy | None:
         run["params"] = yaml.safe_load((folder / key / "params.yaml").read_text())
         runs[(variant, point, int(seed))] = run
     return RecoveryStudy(record, runs, read_json(folder / "dense.json"))
+
+
+FULL_STUDY = Path("docs/results/full-study")
+"""experiments/full_study.py's metrics: one folder per architecture holding what its experiment
+committed (params.yaml, report/verdicts.json, metrics/train.json, metrics/replicates/*/train.json,
+metrics/sweep/**.json without the per-image files), and study.json."""
+FULL_STUDY_ARCHS = {"cnn": (), "resnet20": ("model.arch=resnet20", "~model.kwargs.widths")}
+"""The -S overrides of each architecture's experiment, beside -S profile=full."""
+RANKING_RECOVERY = "finetune"
+
+
+@dataclass
+class FullStudy:
+    """The full comparison (conf/profile/full.yaml) of each architecture: its fine-tuned ranking
+    on every baseline, and the report's verdicts with the baselines each holds on."""
+
+    record: dict[str, Any]  # study.json: archs, runs (seconds per arch), sessions
+    folder: Path
+
+    @property
+    def archs(self) -> list[str]:
+        return [a for a in self.record["archs"] if (self.folder / a / "params.yaml").is_file()]
+
+    def params(self, arch: str) -> dict[str, Any]:
+        return yaml.safe_load((self.folder / arch / "params.yaml").read_text())
+
+    def baselines(self, arch: str) -> list[int]:
+        """train.seed of every baseline, the committed one first."""
+        params = self.params(arch)
+        return [params["train"]["seed"], *params["sweep"]["replicates"]]
+
+    def _under(self, arch: str, folder: str, seed: int) -> Path:
+        """metrics/FOLDER of the first baseline; metrics/FOLDER/replicates/SEED of the others
+        (metrics/replicates/SEED for train.json), as dvc.yaml and comparison/dvc.yaml write them."""
+        first = seed == self.baselines(arch)[0]
+        return self.folder / arch / "metrics" / folder / ("" if first else f"replicates/{seed}")
+
+    def baseline_acc(self, arch: str, seed: int) -> float:
+        return read_json(self._under(arch, "", seed) / "train.json")["val_acc"]
+
+    def finetuned(self, arch: str, seed: int, point: str) -> dict[str, float]:
+        """{method: fine-tuned validation accuracy (mean over the seeds)} at `point` on one baseline."""
+        sweep = self._under(arch, "sweep", seed)
+        methods = self.params(arch)["sweep"]["methods"]
+        return {
+            m: read_json(sweep / f"{m}-{point}.json")["recovery"][RANKING_RECOVERY]["val_acc"]
+            for m in methods
+        }
+
+    def mean_finetuned(self, arch: str, point: str) -> dict[str, float]:
+        """Each method's accuracy at `point`, the mean over the baselines."""
+        runs = [self.finetuned(arch, seed, point) for seed in self.baselines(arch)]
+        return {m: statistics.mean(run[m] for run in runs) for m in runs[0]}
+
+    def baseline_agreement(self, arch: str, point: str, seed: int) -> Any:
+        """Baseline `seed`'s ranking at `point` against the first baseline's (τ and flips)."""
+        first = self.baselines(arch)[0]
+        return rank_agreement(self.finetuned(arch, seed, point), self.finetuned(arch, first, point))
+
+    def arch_agreement(self, arch: str, reference: str, point: str) -> Any:
+        """`arch`'s ranking (baseline means) against `reference`'s, over the methods both ran."""
+        return rank_agreement(self.mean_finetuned(arch, point), self.mean_finetuned(reference, point))
+
+    def verdicts(self, arch: str) -> dict[str, Any]:
+        return read_json(self.folder / arch / "report/verdicts.json")
+
+    def holding(self, arch: str) -> dict[str, tuple[int, int]]:
+        """{kind: (verdicts beyond the noise, of them those that hold on every baseline)} for the
+        report's verdicts against the random floor and of the best method at each budget."""
+        verdicts = self.verdicts(arch)
+        out = {}
+        for kind in ("against_random_floor", "best_at_budget"):
+            found = [v for v in verdicts[kind] if _outcome(v) in ("above", "below")]
+            out[kind] = (len(found), sum(v["holds_on"] == verdicts["baselines"] for v in found))
+        return out
+
+
+def _outcome(verdict: dict[str, Any]) -> str | None:
+    """A verdict's outcome; the best-at-budget ones nest it (none where one method stood alone)."""
+    inner = verdict.get("verdict", verdict)
+    return inner.get("outcome") if inner else None
+
+
+def load_full_study(root: Path) -> FullStudy | None:
+    """The full study under `root`, or None where it was never run."""
+    folder = root / FULL_STUDY
+    if not (folder / "study.json").is_file():
+        return None
+    return FullStudy(read_json(folder / "study.json"), folder)
