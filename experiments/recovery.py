@@ -27,7 +27,6 @@ import argparse
 import datetime
 import json
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -170,9 +169,9 @@ def render() -> str:
             "| variant | × fewer MACs | val acc by seed | vs dense | vs plain | minutes |",
             "|---|---|---|---|---|---|",
         ]
-        for variant in study.variants:
+        for variant in (v for v in study.variants if study.ran(v, point)):
             accuracies = " / ".join(f"{a:.4f}" for a in study.accuracies(variant, point))
-            gain = "" if variant == "plain" else _gain(*study.gain(variant, point))
+            gain = "" if variant == "plain" else study.gain_text(variant, point)
             lines.append(
                 f"| {variant} | {study.macs_ratio(variant, point):.2f} | {accuracies} | "
                 f"{study.points_vs_dense(variant, point):+.2f} | {gain} | {study.minutes(variant, point):.1f} |"
@@ -188,9 +187,8 @@ def render() -> str:
         "|---|" + "---|" * (len(study.points) + 1),
     ]
     for variant in study.variants[1:]:
-        extra = statistics.mean(study.minutes(variant, p) - study.minutes("plain", p) for p in study.points)
-        gains = [_gain(*study.gain(variant, point)) for point in study.points]
-        lines.append(f"| {variant} | " + " | ".join(gains) + f" | {extra:+.1f} |")
+        gains = [study.gain_text(variant, point) for point in study.points]
+        lines.append(f"| {variant} | " + " | ".join(gains) + f" | {study.extra_minutes(variant):+.1f} |")
     lines += [
         "",
         "Worth their minutes (no other variant as accurate for fewer minutes), cheapest first:",
@@ -203,10 +201,6 @@ def render() -> str:
 def _flags(overrides: tuple[str, ...] | list[str]) -> str:
     """-S flags as a shell takes them (brackets quoted)."""
     return " ".join(f"-S '{o}'" if "[" in o else f"-S {o}" for o in overrides)
-
-
-def _gain(points: float, beyond: bool) -> str:
-    return f"**{points:+.2f}**" if beyond else f"{points:+.2f}"
 
 
 def _epochs(study: RecoveryStudy, variant: str) -> str:

@@ -244,6 +244,10 @@ class RecoveryStudy:
     def seeds(self, variant: str, point: str) -> list[int]:
         return sorted(s for v, p, s in self.runs if (v, p) == (variant, point))
 
+    def ran(self, variant: str, point: str) -> bool:
+        """Whether the variant ran at the point (a study still running has not run them all)."""
+        return bool(self.seeds(variant, point))
+
     def accuracies(self, variant: str, point: str) -> list[float]:
         """Validation accuracy of each seed, in seed order."""
         return [self.runs[(variant, point, s)]["finetune"]["val_acc"] for s in self.seeds(variant, point)]
@@ -263,18 +267,31 @@ class RecoveryStudy:
 
     def gain(self, variant: str, point: str, over: str = "plain") -> tuple[float, bool]:
         """Points gained over `over` (seed means), and whether the gain lies beyond the seeds'
-        spread: every seed of one side above every seed of the other. With two seeds a side that
-        is the most their runs can say; no test pretends to more."""
+        spread: every seed of one side above every seed of the other, with at least two a side. With
+        two seeds a side that is the most their runs can say; no test pretends to more."""
         mine, theirs = self.accuracies(variant, point), self.accuracies(over, point)
         points = (statistics.mean(mine) - statistics.mean(theirs)) * 100
-        return points, min(mine) > max(theirs) or max(mine) < min(theirs)
+        measured = len(mine) > 1 and len(theirs) > 1  # one seed measures no spread
+        return points, measured and (min(mine) > max(theirs) or max(mine) < min(theirs))
+
+    def gain_text(self, variant: str, point: str) -> str:
+        """The gain over plain in points, **bold** where it lies beyond the seeds' spread; – where
+        either has not run."""
+        if not (self.ran(variant, point) and self.ran("plain", point)):
+            return "–"
+        points, beyond = self.gain(variant, point)
+        return f"**{points:+.2f}**" if beyond else f"{points:+.2f}"
+
+    def extra_minutes(self, variant: str) -> float:
+        """Minutes the variant adds to the plain run's, mean over the points both ran."""
+        both = [p for p in self.points if self.ran(variant, p) and self.ran("plain", p)]
+        return statistics.mean(self.minutes(variant, p) - self.minutes("plain", p) for p in both)
 
     def frontier(self, point: str) -> list[str]:
         """The variants no other one beats at `point` in both mean accuracy and minutes (as good
         in one, better in the other), cheapest first: the ones worth their minutes."""
-        scores = {
-            v: (statistics.mean(self.accuracies(v, point)), self.minutes(v, point)) for v in self.variants
-        }
+        ran = [v for v in self.variants if self.ran(v, point)]
+        scores = {v: (statistics.mean(self.accuracies(v, point)), self.minutes(v, point)) for v in ran}
 
         def beaten(acc: float, minutes: float) -> bool:
             return any(a >= acc and m <= minutes and (a, m) != (acc, minutes) for a, m in scores.values())
