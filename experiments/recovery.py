@@ -142,8 +142,12 @@ def render() -> str:
         f"    dvc exp run {_flags(overrides('plain', study.points[0], 1))} finetune",
         "",
         f"Scored on the {val_images:,} validation images, where the dense baseline scores {dense['val_acc']:.4f} "
-        f"(after its {dense['epochs']} epochs). Each variant changes one thing of the plain run; `combined` "
-        "takes global scope, distillation and AGP together.",
+        f"(after its {dense['epochs']} epochs). Each variant changes one thing of the plain run"
+        + (
+            "; `combined` takes global scope, distillation and AGP together."
+            if "combined" in study.variants
+            else "."
+        ),
         "",
         "| variant | -S overrides on top of the plain run | epochs of fine-tuning |",
         "|---|---|---|",

@@ -285,7 +285,8 @@ class RecoveryStudy:
     def extra_minutes(self, variant: str) -> float:
         """Minutes the variant adds to the plain run's, mean over the points both ran."""
         both = [p for p in self.points if self.ran(variant, p) and self.ran("plain", p)]
-        return statistics.mean(self.minutes(variant, p) - self.minutes("plain", p) for p in both)
+        extra = statistics.mean(self.minutes(variant, p) - self.minutes("plain", p) for p in both)
+        return round(extra, 1) + 0.0  # + 0.0: a rounded -0.0 prints as +0.0
 
     def frontier(self, point: str) -> list[str]:
         """The variants no other one beats at `point` in both mean accuracy and minutes (as good
