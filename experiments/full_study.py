@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import shlex
 import statistics
 import subprocess
 import time
@@ -115,7 +116,8 @@ def render() -> str:
         f"Each architecture's comparison is one experiment, with {len(study.baselines(archs[0]))} baselines "
         f"(train.seed {', '.join(map(str, study.baselines(archs[0])))}), each point fine-tuned for "
         f"{sweep['finetune_epochs']:g} epoch with {sweep['trained_seeds']} seeds and scored on "
-        f"{sweep['val_images']:,} validation images, its floor likewise:",
+        + (f"{sweep['val_images']:,}" if sweep["val_images"] else "all the")  # 0: every image
+        + " validation images, its floor likewise:",
         "",
         "| architecture | command | minutes |",
         "|---|---|---|",
@@ -123,7 +125,7 @@ def render() -> str:
     for arch in archs:
         seconds = study.record["runs"].get(arch)
         minutes = f"{seconds / 60:.0f}" if seconds is not None else "not recorded"
-        flags = " ".join(f"-S '{o}'" if o.startswith("~") else f"-S {o}" for o in overrides(arch))
+        flags = " ".join(f"-S {shlex.quote(o)}" for o in overrides(arch))
         lines.append(f"| {arch} | `dvc exp run {flags} report` | {minutes} |")
     for arch in archs:
         baselines = study.baselines(arch)

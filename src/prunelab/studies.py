@@ -320,8 +320,12 @@ FULL_STUDY = Path("docs/results/full-study")
 """experiments/full_study.py's metrics: one folder per architecture holding what its experiment
 committed (params.yaml, report/verdicts.json, metrics/train.json, metrics/replicates/*/train.json,
 metrics/sweep/**.json without the per-image files), and study.json."""
-FULL_STUDY_ARCHS = {"cnn": (), "resnet20": ("model.arch=resnet20", "~model.kwargs.widths")}
-"""The -S overrides of each architecture's experiment, beside -S profile=full."""
+FULL_STUDY_ARCHS = {
+    "cnn": (),
+    "resnet20": ("model.arch=resnet20", "~model.kwargs", "+model.kwargs={width: 16}"),
+}
+"""The -S overrides of each architecture's experiment, beside -S profile=full: resnet20 takes
+other kwargs than the cnn's, so they are replaced whole (Hydra merges a mapping otherwise)."""
 RANKING_RECOVERY = "finetune"
 
 
