@@ -18,7 +18,6 @@ from what `run` wrote.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import subprocess
 import sys
@@ -27,7 +26,7 @@ import time
 from pathlib import Path
 
 import yaml
-from common import ROOT, add_page_command, git, write_or_check
+from common import ROOT, add_page_command, git, session, write_or_check
 
 from prunelab.captions import provenance_line
 from prunelab.comparison.verdicts import rank_agreement
@@ -41,7 +40,6 @@ METHODS = ["ln_structured", "random_structured", "group_l2", "group_lamp", "grou
 
 def run(budgets: list[float], methods: list[str], points: list[str], seeds: list[int]) -> None:
     base = yaml.safe_load((ROOT / "params.yaml").read_text())
-    started = datetime.datetime.now(datetime.UTC)
     study = FOLDER / "study.json"
     record = json.loads(study.read_text()) if study.is_file() else {"runs": {}, "sessions": []}
     if "sessions" not in record:  # written before budgets could be added in a later session
@@ -58,11 +56,12 @@ def run(budgets: list[float], methods: list[str], points: list[str], seeds: list
         record["sessions"].append(
             {
                 "budgets": new,
-                "command": "uv run python experiments/finetune_budget.py run --budgets "
-                + " ".join(map(str, budgets))
-                + f" --methods {' '.join(methods)} --points {' '.join(points)} --seeds {' '.join(map(str, seeds))}",
-                "commit": git("rev-parse", "--short", "HEAD"),
-                "date": started.date().isoformat(),
+                **session(
+                    "uv run python experiments/finetune_budget.py run --budgets "
+                    + " ".join(map(str, budgets))
+                    + f" --methods {' '.join(methods)} --points {' '.join(points)} --seeds {' '.join(map(str, seeds))}",
+                    git("rev-parse", "HEAD"),
+                ),
             }
         )
     record.update(

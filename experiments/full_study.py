@@ -21,15 +21,12 @@ on a 2-core CPU, most of them fine-tuning; run it where a GPU is lent.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import shlex
 import statistics
-import subprocess
-import time
 from pathlib import PurePosixPath
 
-from common import ROOT, add_page_command, git, write_or_check
+from common import ROOT, add_page_command, committed_head, git, session, temp_experiment, write_or_check
 
 from prunelab.captions import provenance_line
 from prunelab.studies import FULL_STUDY, FULL_STUDY_ARCHS, load_full_study
@@ -64,36 +61,26 @@ def kept(path: str) -> bool:
 
 
 def run(archs: list[str]) -> None:
-    if git("status", "--porcelain", "--untracked-files=no"):
-        raise SystemExit(
-            "the workspace has uncommitted changes: a --temp experiment runs the last commit; commit first"
-        )
-    head = git("rev-parse", "HEAD")
+    head = committed_head("a --temp experiment runs the last commit")
     study = FOLDER / "study.json"
     record = json.loads(study.read_text()) if study.is_file() else {"runs": {}, "sessions": []}
-    session = {
-        "command": f"uv run python experiments/full_study.py run --archs {' '.join(archs)}",
-        "commit": head[:7],
-        "date": datetime.datetime.now(datetime.UTC).date().isoformat(),
-    }
+    ran = session(f"uv run python experiments/full_study.py run --archs {' '.join(archs)}", head)
     record["archs"] = list(dict.fromkeys([*record.get("archs", []), *archs]))
     for arch in archs:
         out = FOLDER / arch
         if out.is_dir():
             continue
-        ref = f"refs/exps/{head[:2]}/{head[2:]}/full-{arch}"
-        began = time.perf_counter()
-        if not git("for-each-ref", ref):
-            subprocess.run(command(arch), cwd=ROOT, check=True)
-            record["runs"][arch] = round(time.perf_counter() - began, 1)
+        ref, seconds = temp_experiment(head, f"full-{arch}", command(arch))
+        if seconds is not None:
+            record["runs"][arch] = seconds
         files = [p for p in git("ls-tree", "-r", "--name-only", ref).splitlines() if kept(p)]
         staging = FOLDER / f".{arch}.partial"  # renamed into place whole
         for path in files:
             (staging / path).parent.mkdir(parents=True, exist_ok=True)
             (staging / path).write_text(git("show", f"{ref}:{path}") + "\n")
         staging.rename(out)
-        if session not in record["sessions"]:
-            record["sessions"].append(session)
+        if ran not in record["sessions"]:
+            record["sessions"].append(ran)
         study.write_text(json.dumps(record, indent=2) + "\n")
 
 

@@ -24,7 +24,6 @@ docs/results/recovery/ to start over). `page` renders docs/results/recovery.md f
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import shutil
 import subprocess
@@ -33,7 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import ROOT, add_page_command, git, write_or_check
+from common import ROOT, add_page_command, committed_head, session, write_or_check
 
 from prunelab.captions import provenance_line
 from prunelab.profiles import composed_text
@@ -62,19 +61,15 @@ def overrides(variant: str, point: str, seed: int) -> list[str]:
 
 
 def run(seeds: list[int], variants: list[str], points: list[str]) -> None:
-    if git("status", "--porcelain", "--untracked-files=no"):
-        raise SystemExit(
-            "the workspace has uncommitted changes: the page names the commit that ran; commit first"
-        )
+    head = committed_head("the page names the commit that ran")
     study = FOLDER / "study.json"
     record = json.loads(study.read_text()) if study.is_file() else {"runs": {}, "sessions": []}
-    session = {
-        "command": "uv run python experiments/recovery.py run --seeds "
+    command_line = (
+        "uv run python experiments/recovery.py run --seeds "
         + " ".join(map(str, seeds))
-        + f" --variants {' '.join(variants)} --points {' '.join(points)}",
-        "commit": git("rev-parse", "--short", "HEAD"),
-        "date": datetime.datetime.now(datetime.UTC).date().isoformat(),
-    }
+        + f" --variants {' '.join(variants)} --points {' '.join(points)}"
+    )
+    ran = session(command_line, head)
     dense = FOLDER / "dense.json"
     if not dense.is_file():  # the reference, kept with the study: a later baseline may differ
         FOLDER.mkdir(parents=True, exist_ok=True)
@@ -101,8 +96,8 @@ def run(seeds: list[int], variants: list[str], points: list[str]) -> None:
                     shutil.copy(params, metrics / "params.yaml")
                     out.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copytree(metrics, out)  # whole, or not at all
-                if session not in record["sessions"]:  # a session that ran something
-                    record["sessions"].append(session)
+                if ran not in record["sessions"]:  # a session that ran something
+                    record["sessions"].append(ran)
                 record["runs"][key] = seconds
                 study.write_text(json.dumps(record, indent=2) + "\n")
                 print(f"{key}: {seconds}", flush=True)

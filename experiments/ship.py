@@ -21,15 +21,12 @@ docs/results/ship-4x.md from what `run` wrote.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import statistics
-import subprocess
-import time
 from pathlib import Path
 
 import yaml
-from common import ROOT, add_page_command, git, write_or_check
+from common import ROOT, add_page_command, committed_head, git, session, temp_experiment, write_or_check
 
 from prunelab.captions import provenance_line
 from prunelab.checkpoints import load_checkpoint
@@ -67,28 +64,20 @@ def command(seed: int) -> list[str]:
 
 
 def run(seeds: list[int], repeats: int) -> None:
-    if git("status", "--porcelain", "--untracked-files=no"):
-        raise SystemExit(
-            "the workspace has uncommitted changes: a --temp experiment runs the last commit; commit first"
-        )
-    head = git("rev-parse", "HEAD")
+    head = committed_head("a --temp experiment runs the last commit")
     study = FOLDER / "study.json"
     record = json.loads(study.read_text()) if study.is_file() else {"runs": {}}
-    record.update(
-        command=f"uv run python experiments/ship.py run --seeds {' '.join(map(str, seeds))} --repeats {repeats}",
-        commit=head[:7],
-        date=datetime.datetime.now(datetime.UTC).date().isoformat(),
-        seeds=seeds,
+    command_line = (
+        f"uv run python experiments/ship.py run --seeds {' '.join(map(str, seeds))} --repeats {repeats}"
     )
+    record.update(session(command_line, head), seeds=seeds)
     for seed in seeds:
         out = FOLDER / f"seed-{seed}"
         if out.is_dir():
             continue
-        ref = f"refs/exps/{head[:2]}/{head[2:]}/ship-s{seed}"
-        began = time.perf_counter()
-        if not git("for-each-ref", ref):
-            subprocess.run(command(seed), cwd=ROOT, check=True)
-            record["runs"][str(seed)] = round(time.perf_counter() - began, 1)
+        ref, seconds = temp_experiment(head, f"ship-s{seed}", command(seed))
+        if seconds is not None:
+            record["runs"][str(seed)] = seconds
         out.mkdir(parents=True)
         for name in SHIP_METRICS:
             (out / f"{name}.json").write_text(git("show", f"{ref}:metrics/{name}.json") + "\n")

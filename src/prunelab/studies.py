@@ -100,6 +100,14 @@ def load_budget_study(root: Path) -> BudgetStudy | None:
     return BudgetStudy(record, results)
 
 
+def _read_run(folder: Path, metrics: tuple[str, ...]) -> dict[str, Any]:
+    """One run a study kept: {name: its metrics JSON} for each of `metrics`, and "params", the
+    params.yaml it ran with."""
+    run = {name: read_json(folder / f"{name}.json") for name in metrics}
+    run["params"] = yaml.safe_load((folder / "params.yaml").read_text())
+    return run
+
+
 SHIP = Path("docs/results/ship-4x")
 """experiments/ship.py's metrics: the shipping setting's runs, one folder per fine-tuning seed,
 and the speed-up timed again (timing.json)."""
@@ -186,9 +194,7 @@ def load_ship_study(root: Path) -> ShipStudy | None:
     record = read_json(folder / "study.json")
     runs = {}
     for seed in record["seeds"]:
-        run = {name: read_json(folder / f"seed-{seed}" / f"{name}.json") for name in SHIP_METRICS}
-        run["params"] = yaml.safe_load((folder / f"seed-{seed}" / "params.yaml").read_text())
-        runs[seed] = run
+        runs[seed] = _read_run(folder / f"seed-{seed}", SHIP_METRICS)
     timing = folder / "timing.json"
     return ShipStudy(record, runs, read_json(timing) if timing.is_file() else None)
 
@@ -310,9 +316,7 @@ def load_recovery_study(root: Path) -> RecoveryStudy | None:
     for key in record["runs"]:
         variant, rest = key.split("/")
         point, seed = rest.rsplit("-s", 1)
-        run = {name: read_json(folder / key / f"{name}.json") for name in ("prune", "finetune")}
-        run["params"] = yaml.safe_load((folder / key / "params.yaml").read_text())
-        runs[(variant, point, int(seed))] = run
+        runs[(variant, point, int(seed))] = _read_run(folder / key, ("prune", "finetune"))
     return RecoveryStudy(record, runs, read_json(folder / "dense.json"))
 
 
