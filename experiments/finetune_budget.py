@@ -177,6 +177,19 @@ def render() -> str:
     means.append(f"two seeds of {longest} ep {study.mean_seed_tau():.2f}")
     means += [f"{PROXY_NAMES[r]} {tau:.2f}" for r, tau in study.proxy_taus(ROOT).items()]
     lines += ["", "Mean τ over the points: " + ", ".join(means) + "."]
+    faithful = [f"{b:g} ep" for b in shorter if study.faithful(b)]
+    cheapest = study.cheapest_faithful()
+    lines += [
+        "",
+        f"A budget counts as faithful here when its mean τ is at least that of two seeds of {longest:g} ep "
+        f"({study.mean_seed_tau():.2f}): it then ranks like {longest:g} ep as closely as {longest:g} ep ranks like "
+        "itself. "
+        + (
+            f"Faithful: {', '.join(faithful)}; the cheapest is {cheapest:g} ep."
+            if cheapest is not None
+            else "No shorter budget is."
+        ),
+    ]
     lines += ["", f"Pairs a shorter budget orders unlike {longest} epoch (its better one first):", ""]
     lines += flips_text or ["- none"]
     lines += [

@@ -13,7 +13,16 @@ from pathlib import Path
 import pytest
 
 from prunelab.figures import blocks_in, stale_blocks
-from prunelab.studies import FULL_STUDY, RECOVERY, SHIP, load_full_study, load_recovery_study, load_ship_study
+from prunelab.studies import (
+    FINETUNE_BUDGET,
+    FULL_STUDY,
+    RECOVERY,
+    SHIP,
+    load_budget_study,
+    load_full_study,
+    load_recovery_study,
+    load_ship_study,
+)
 from tests.conftest import ROOT
 
 FIGURE = re.compile(
@@ -280,3 +289,44 @@ def test_the_full_study_reads_each_baseline_and_architecture(tmp_path: Path) -> 
     across = study.arch_agreement("resnet20", "cnn", "2x")
     assert ("a", "b") in across.flips and across.tau < 1
     assert study.holding("cnn") == {"against_random_floor": (2, 1), "best_at_budget": (1, 1)}
+
+
+def test_the_budget_study_calls_faithful_what_agrees_as_closely_as_two_seeds(tmp_path: Path) -> None:
+    """A shorter budget is faithful where its ranking agrees with the longest budget's at least
+    as closely as the longest budget's two seeds agree with each other."""
+    folder = tmp_path / FINETUNE_BUDGET
+    by_budget = {  # budget: {method: (seed 0, seed 1)} at 2x
+        0.1: {"a": (0.6, 0.6), "b": (0.5, 0.5), "c": (0.3, 0.3), "d": (0.4, 0.4)},  # flips b-a and c-d
+        0.5: {"a": (0.7, 0.7), "b": (0.8, 0.8), "c": (0.6, 0.6), "d": (0.5, 0.5)},  # the longest's order
+        1.0: {
+            "a": (0.90, 0.80),
+            "b": (0.85, 0.86),
+            "c": (0.70, 0.70),
+            "d": (0.60, 0.60),
+        },  # b, a, c, d; the seeds flip a, b
+    }
+    for budget, methods in by_budget.items():
+        (folder / str(budget)).mkdir(parents=True)
+        for method, (first, second) in methods.items():
+            finetune = {"val_acc": (first + second) / 2, "val_acc_by_seed": {"0": first, "1": second}}
+            (folder / str(budget) / f"{method}-2x.json").write_text(
+                json.dumps({"recovery": {"finetune": finetune}})
+            )
+    record = {
+        "budgets": [0.1, 0.5, 1.0],
+        "methods": list("abcd"),
+        "points": ["2x"],
+        "seeds": [0, 1],
+        "runs": {},
+    }
+    (folder / "study.json").write_text(json.dumps(record))
+    study = load_budget_study(tmp_path)
+    assert study is not None and study.longest == 1.0
+    assert study.mean_seed_tau() == pytest.approx(4 / 6)  # one of six pairs flips between the seeds
+    assert study.mean_tau(0.1) == pytest.approx(2 / 6) and not study.faithful(0.1)
+    assert study.mean_tau(0.5) == pytest.approx(1.0) and study.faithful(0.5)
+    assert study.cheapest_faithful() == 0.5
+    record["budgets"] = [0.1, 1.0]
+    (folder / "study.json").write_text(json.dumps(record))
+    only_short = load_budget_study(tmp_path)
+    assert only_short is not None and only_short.cheapest_faithful() is None

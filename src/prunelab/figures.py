@@ -222,13 +222,27 @@ def _budget_lines(root: Path, recovery: str) -> list[str]:
         return []
     proxies = study.proxy_taus(root)
     free = "".join(f", {PROXY_NAMES.get(proxy, proxy)} at {tau:.2f}" for proxy, tau in proxies.items())
+    longest = _epochs(study.longest)
+    cheapest = study.cheapest_faithful()
+    if study.faithful(budget):
+        verdict = "faithful: it ranks as closely as two seeds of the longest budget agree"
+    else:
+        verdict = "not faithful: it ranks less closely than two seeds of the longest budget agree" + (
+            f"; the cheapest faithful budget the study ran is {_epochs(cheapest)}"
+            if cheapest is not None
+            else "; no shorter budget the study ran is faithful"
+        )
     return [
         "",
-        f"How far this fine-tuning budget ({budget:g} epoch) ranks the methods like {study.longest:g} epoch, "
+        f"How far this fine-tuning budget ({_epochs(budget)}) ranks the methods like {longest}, "
         f"from the study [docs/results/finetune-budget.md](docs/results/finetune-budget.md) at "
         f"{', '.join(study.record['points'])} (Kendall's τ, mean over the points): {study.mean_tau(budget):.2f}; "
-        f"two seeds of {study.longest:g} epoch agree at {study.mean_seed_tau():.2f}{free}.",
+        f"two seeds of {longest} agree at {study.mean_seed_tau():.2f}{free}. So this budget is {verdict}.",
     ]
+
+
+def _epochs(budget: float) -> str:
+    return f"{budget:g} epoch" + ("s" if budget > 1 else "")
 
 
 PROXY_NAMES = {"none": "one-shot", "bn_recalibration": "BatchNorm recalibration"}

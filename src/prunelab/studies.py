@@ -55,6 +55,19 @@ class BudgetStudy:
     def mean_seed_tau(self) -> float:
         return statistics.mean(self.seed_tau(point) for point in self.record["points"])
 
+    def faithful(self, budget: float) -> bool:
+        """Whether `budget` ranks the methods like the longest budget at least as closely as two
+        seeds of the longest budget rank them like each other (mean τ over the points): the
+        closest agreement the longest budget's own noise lets a cheaper one be held to."""
+        # τ values are ratios of counts: two equal ones may round apart
+        return self.mean_tau(budget) >= self.mean_seed_tau() - 1e-9
+
+    def cheapest_faithful(self) -> float | None:
+        """The shortest budget that is `faithful`, None where no shorter one is."""
+        return next(
+            (b for b in sorted(self.record["budgets"]) if b != self.longest and self.faithful(b)), None
+        )
+
     def proxies(self, root: Path) -> dict[str, dict[str, dict[str, float]]]:
         """{proxy: {point: {method: accuracy}}} of the comparison's free proxies (one-shot,
         BatchNorm recalibration) from `root`'s committed sweep, where it scored every method and
