@@ -9,12 +9,18 @@ import numpy as np
 import pytest
 
 from prunelab.comparison.verdicts import (
+    ALPHA,
+    BudgetRanking,
+    Comparison,
+    Error,
     Family,
     Scores,
+    detectable_difference,
     holm,
     load_dense_scores,
     load_point_scores,
     paired_test,
+    power_rows,
     rank_agreement,
 )
 from prunelab.io import write_json
@@ -137,3 +143,73 @@ def test_rank_agreement_against_known_rankings() -> None:
     assert swapped.p == pytest.approx(8 / 24)
     # a ranking that ties everything has no order to agree with
     assert math.isnan(rank_agreement(dict.fromkeys(reference, 0.5), reference).tau)
+
+
+def test_the_detectable_difference_against_a_case_worked_by_hand() -> None:
+    # 100 images, 10 only a gets right, 10 only b: per-image differences +1 ×10, -1 ×10, 0 ×80,
+    # var (ddof 1) 20/99, over 100 images; at 0.05 with 80 % power: (1.959964 + 0.841621) · SE
+    a = [True] * 10 + [False] * 10 + [True] * 50 + [False] * 30
+    b = [False] * 10 + [True] * 10 + [True] * 50 + [False] * 30
+    error = paired_test(scores(a), scores(b)).error
+    assert error is not None and error.seeds == ((0.0, 1), (0.0, 1))
+    se = math.sqrt(20 / 99 / 100)
+    assert detectable_difference(error, 0.05) == pytest.approx(2.801585 * se, rel=1e-6)
+    assert detectable_difference(error, 0.05, images_scale=0.25) == pytest.approx(2.801585 * se / 2, rel=1e-6)
+    # the seeds' part: a's seed accuracy varies by 0.0009 over 2 seeds; on 3 it is over 3
+    seeded = Error(0.0001, ((0.0009, 2), (0.0, 1)))
+    assert seeded.variance() == pytest.approx(0.0001 + 0.00045)
+    assert seeded.variance(seeds=3) == pytest.approx(0.0001 + 0.0003)
+    assert seeded.variance(seeds=1) == pytest.approx(seeded.variance())  # never fewer seeds than ran
+
+
+def test_a_difference_as_large_as_the_detectable_one_is_found_four_times_in_five() -> None:
+    """Simulated: two results that disagree on 20 % of 2,000 images, a right alone on
+    (20 % + Δ)/2 of them and b on (20 % - Δ)/2, where Δ is the detectable difference of such a
+    pair; McNemar's test at 0.05 finds it in about 80 % of 2,000 draws."""
+    rng = np.random.default_rng(0)
+    images, draws, disagree = 2000, 2000, 0.2
+    u = rng.random(images)
+    no_difference = paired_test(scores(u < disagree / 2), scores((u >= disagree / 2) & (u < disagree)))
+    assert no_difference.error is not None
+    delta = detectable_difference(no_difference.error, ALPHA)
+    found = 0
+    for _ in range(draws):
+        u = rng.random(images)
+        a = u < (disagree + delta) / 2
+        b = (u >= (disagree + delta) / 2) & (u < disagree)
+        found += paired_test(scores(a), scores(b)).p < ALPHA
+    assert 0.76 < found / draws < 0.84
+
+
+def test_power_rows_undo_the_images_and_seeds_the_budget_chose() -> None:
+    rng = np.random.default_rng(2)
+    base = rng.random(1000) < 0.8
+
+    def noisy(flip: float) -> np.ndarray:
+        return base ^ (rng.random(1000) < flip)
+
+    family = Family()
+    best = family.compare("a", "b", scores(noisy(0.05), noisy(0.08)), scores(noisy(0.1), noisy(0.06)))
+    floor = family.compare("c", "floor", scores(noisy(0.05)), scores(noisy(0.5), noisy(0.4), noisy(0.6)))
+    family.correct()
+    comparison = Comparison(
+        {("c", "2x", "finetune"): floor},
+        [BudgetRanking("macs_speedup", 2.0, [], best)],
+        "finetune",
+        family,
+        [],
+    )
+    rows = power_rows(comparison, 1000, 4000, 3)
+    assert [(r.images, r.seeds) for r in rows] == [(1000, None), (4000, None), (1000, 3), (4000, 3)]
+    strict, loose = rows[0].detectable["best_at_budget"]
+    assert best.test is not None and best.test.error is not None
+    assert loose == pytest.approx(detectable_difference(best.test.error, ALPHA), abs=1e-6)
+    assert strict == pytest.approx(detectable_difference(best.test.error, ALPHA / 2), abs=1e-6)
+    assert strict > loose
+    assert rows[1].detectable["best_at_budget"][1] == pytest.approx(
+        detectable_difference(best.test.error, ALPHA, images_scale=0.25), abs=1e-6
+    )
+    assert rows[2].detectable["best_at_budget"][1] < loose  # 3 seeds instead of 2
+    assert rows[0].verdicts == {"best_at_budget": 1, "against_random_floor": 1}
+    # every image already scored and every seeded result on all seeds: nothing to undo
+    assert [(r.images, r.seeds) for r in power_rows(comparison, 1000, 1000, 2)] == [(1000, None)]

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from prunelab.captions import provenance_line
+from prunelab.comparison.verdicts import POWER
 from prunelab.errors import UserError
 from prunelab.io import read_json
 from prunelab.params import load_params
@@ -181,7 +182,7 @@ def _comparison_lines(root: Path) -> list[str]:
         f"The comparison ([report/sweep.md](report/sweep.md)): validation accuracy on "
         f"{dense['val_images']:,} images {recovery}, the dense model {dense['val_acc']:.4f} on "
         f"the same images; the best two methods at each MACs budget, paired and Holm-corrected over "
-        f"the report's {verdicts['family_size']} tests, {on_baselines}:",
+        f"the report's {verdicts['family_size']} tests, {on_baselines}{_power_clause(verdicts)}:",
         "",
         "| fewer MACs | best | second | verdict |" + (" holds on |" if baselines > 1 else ""),
         "|---|---|---|---|" + ("---|" if baselines > 1 else ""),
@@ -206,6 +207,26 @@ def _comparison_lines(root: Path) -> list[str]:
         + _proxy_lines(verdicts.get("proxy_agreement", []))
         + _budget_lines(root, rankings[0]["recovery"])
     )
+
+
+def _power_clause(verdicts: dict[str, Any]) -> str:
+    """The smallest best-against-second difference the report's verdicts detect (report's power
+    section), as run and with every validation image scored."""
+    rows = [row for row in verdicts.get("power", []) if "best_at_budget" in row["detectable"]]
+    if not rows:
+        return ""
+    as_run = rows[0]
+    more_images = next((r for r in rows if r["images"] > as_run["images"] and r["seeds"] is None), None)
+    clause = (
+        f"; such a verdict detects a difference of {100 * as_run['detectable']['best_at_budget'][0]:.1f} points "
+        f"with {POWER:.0%} power at Holm's strictest level"
+    )
+    if more_images:
+        clause += (
+            f" ({100 * more_images['detectable']['best_at_budget'][0]:.1f} with all {more_images['images']:,} "
+            "validation images)"
+        )
+    return clause
 
 
 def _budget_lines(root: Path, recovery: str) -> list[str]:

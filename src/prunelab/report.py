@@ -15,7 +15,9 @@ from prunelab.comparison.verdicts import (
     COSTS,
     LATENCY_NOISE,
     NEAR_CHANCE,
+    POWER,
     Comparison,
+    PowerRow,
     Verdict,
     borderline,
     latency_batches,
@@ -223,6 +225,56 @@ def family_markdown(comparison: Comparison) -> str:
         f"that both sit below {CHANCE + NEAR_CHANCE:.2f} (chance is {CHANCE:.2f}) are marked near chance "
         f"and not ranked. {_baselines_sentence(comparison)}\n"
     )
+
+
+POWER_KINDS = {
+    "best_at_budget": "best method against the second",
+    "against_random_floor": "criterion against its floor",
+}
+
+
+def power_markdown(rows: list[PowerRow], comparison: Comparison, trained_seeds: int, all_seeds: int) -> str:
+    """What the budget's choices of images and seeds cost the verdicts in power (power_rows)."""
+    as_run, kinds = rows[0], list(rows[0].detectable)
+    if not kinds:
+        return ""
+    size = comparison.family.size
+
+    def setting(row: PowerRow) -> str:
+        images = f"{row.images:,} images" + (" (sweep.val_images: 0)" if row.images > as_run.images else "")
+        if row.seeds is None:
+            return images + (
+                f", training recoveries on {trained_seeds} seeds" if trained_seeds < all_seeds else ""
+            )
+        return f"{images}, every seeded result on {row.seeds} seeds (sweep.trained_seeds: {row.seeds})"
+
+    seeds = (
+        f"on {trained_seeds} of the {all_seeds} sweep.seeds (sweep.trained_seeds)"
+        if trained_seeds < all_seeds
+        else f"on all {all_seeds} sweep.seeds"
+    )
+    lines = [
+        "## What the budget's choices cost in power",
+        "",
+        f"The budget scores each point on {as_run.images:,} validation images (sweep.val_images), runs the "
+        f"training recoveries {seeds}, and tests {size} verdicts as one family, so Holm's first rejection "
+        f"must clear {ALPHA:g}/{size}. These choices cost power. Below, the smallest accuracy difference, in "
+        "points, that a verdict detects "
+        f"with {POWER:.0%} power, at that strictest level and at {ALPHA:g}, where each verdict's own bar "
+        "lies between the two. It is the median over the tested verdicts of each kind, computed from the error "
+        "each was tested against (normal approximation). Then each choice is undone: more images shrink the "
+        "images' part of that error; more seeds shrink the seeds' part (not the images' part of the seed "
+        "means, so those rows are upper bounds). More images cost one more scoring pass per result, more "
+        "seeds one more fine-tuning per point and floor. A smaller family (fewer methods or points) loosens "
+        "the strictest level.",
+        "",
+        "| setting | " + " | ".join(f"{POWER_KINDS[k]} ({as_run.verdicts[k]})" for k in kinds) + " |",
+        "|---|" + "---|" * len(kinds),
+    ]
+    for row in rows:
+        cells = [f"{100 * row.detectable[k][0]:.1f} / {100 * row.detectable[k][1]:.1f}" for k in kinds]
+        lines.append(f"| {'as run: ' if row is as_run else ''}{setting(row)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def _baselines_sentence(comparison: Comparison) -> str:

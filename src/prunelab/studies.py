@@ -104,11 +104,13 @@ def load_budget_study(root: Path) -> BudgetStudy | None:
     if not (folder / "study.json").is_file():
         return None
     record = read_json(folder / "study.json")
+    runs = [(m, p) for m in record["methods"] for p in record["points"]]
+    # a budget still running (or cut short) has not every run: leave it out until it has
+    record["budgets"] = [
+        b for b in record["budgets"] if all((folder / str(b) / f"{m}-{p}.json").is_file() for m, p in runs)
+    ]
     results = {
-        (b, m, p): read_json(folder / str(b) / f"{m}-{p}.json")
-        for b in record["budgets"]
-        for m in record["methods"]
-        for p in record["points"]
+        (b, m, p): read_json(folder / str(b) / f"{m}-{p}.json") for b in record["budgets"] for m, p in runs
     }
     return BudgetStudy(record, results)
 

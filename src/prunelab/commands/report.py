@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -9,7 +10,7 @@ import typer
 
 from prunelab.captions import provenance_line
 from prunelab.commands import ParamsOption, console, done, single_command_app
-from prunelab.comparison.verdicts import compare_sweep, load_point_scores
+from prunelab.comparison.verdicts import compare_sweep, load_point_scores, power_rows
 from prunelab.errors import UserError
 from prunelab.io import read_json, staged_outputs
 from prunelab.params import load_params
@@ -17,6 +18,7 @@ from prunelab.report import (
     best_at_budgets_markdown,
     claimed_vs_realised_markdown,
     family_markdown,
+    power_markdown,
     proxy_agreement_markdown,
     random_floor_markdown,
     save_pareto_png,
@@ -58,6 +60,7 @@ def main(
         )
         replicates[seed] = compare_sweep(found[0], found[1])
     comparison = compare_sweep(points, scores, replicates)
+    power = power_rows(comparison, dense["val_images"], cfg.data.val_size, len(cfg.sweep.seeds))
     markdown = "\n".join(
         [
             title_markdown(points, comparison),
@@ -65,6 +68,9 @@ def main(
             best_at_budgets_markdown(comparison),
             proxy_agreement_markdown(comparison),
             family_markdown(comparison),
+            power_markdown(
+                power, comparison, min(cfg.sweep.trained_seeds, len(cfg.sweep.seeds)), len(cfg.sweep.seeds)
+            ),
             sweep_table_markdown(points, cfg.sweep.points, dense["val_acc"], comparison.recovery),
             random_floor_markdown(points, cfg.sweep.points, comparison),
             claimed_vs_realised_markdown(points, cfg.sweep.points),
@@ -73,7 +79,14 @@ def main(
     with staged_outputs() as outputs:
         outputs.write_text(table, markdown)
         outputs.write_json(plot, sweep_plot_rows(points))
-        outputs.write_json(verdicts, {"provenance": dense.get("provenance"), **comparison.as_dict()})
+        outputs.write_json(
+            verdicts,
+            {
+                "provenance": dense.get("provenance"),
+                **comparison.as_dict(),
+                "power": [asdict(row) for row in power],
+            },
+        )
         save_sweep_png(points, dense["val_acc"], outputs.path(png), dense.get("provenance"))
         save_pareto_png(points, dense["val_acc"], outputs.path(pareto), dense.get("provenance"))
     console.print(markdown, markup=False)  # as text: rendered tables would cut cells

@@ -59,14 +59,47 @@ class Scores:
 
 
 @dataclass(frozen=True)
+class Error:
+    """The variance of a paired difference of accuracies, in its parts: the images' (the
+    variance of the per-image differences over the images, over their number) and, per side,
+    the variance of one seed's accuracy with the number of seeds its mean is over (0 and 1
+    for a single score)."""
+
+    images: float
+    seeds: tuple[tuple[float, int], tuple[float, int]]
+
+    def variance(self, images_scale: float = 1.0, seeds: int | None = None) -> float:
+        """The variance as run; or with the images' part scaled by `images_scale` (n / N for N
+        images instead of n) and each side's mean taken over at least `seeds` seeds."""
+        return self.images * images_scale + sum(
+            spread / max(count, seeds or 0) for spread, count in self.seeds
+        )
+
+
+def paired_error(a: Scores, b: Scores) -> Error:
+    """The error of a's accuracy minus b's over the same images (see the module's docstring)."""
+    per_image = a.correct.mean(0) - b.correct.mean(0)
+    return Error(float(per_image.var(ddof=1)) / len(per_image), (_seed_spread(a), _seed_spread(b)))
+
+
+def _seed_spread(scores: Scores) -> tuple[float, int]:
+    """The variance of one seed's accuracy and the number of seeds (0 for one seed: a
+    deterministic result on one baseline does not vary)."""
+    if scores.seeds < 2:
+        return 0.0, 1
+    return float(scores.correct.mean(1).var(ddof=1)), scores.seeds
+
+
+@dataclass(frozen=True)
 class Test:
     """A paired comparison of a against b: difference of accuracies, its z (NaN for the exact
-    test), its two-sided p-value, and which test gave it."""
+    test), its two-sided p-value, which test gave it, and the error it was tested against."""
 
     difference: float
     z: float
     p: float
     test: str
+    error: Error | None = None  # None where no per-image results were paired
 
 
 def paired_test(a: Scores, b: Scores) -> Test:
@@ -74,28 +107,36 @@ def paired_test(a: Scores, b: Scores) -> Test:
     if a.correct.shape[1] != b.correct.shape[1]:
         raise ValueError(f"scored on {a.correct.shape[1]} and {b.correct.shape[1]} images: not paired")
     difference = a.accuracy - b.accuracy
+    error = paired_error(a, b)
     if a.seeds == 1 and b.seeds == 1:
         only_a = int((a.correct[0] & ~b.correct[0]).sum())
         only_b = int((b.correct[0] & ~a.correct[0]).sum())
         if only_a + only_b == 0:
-            return Test(difference, math.nan, 1.0, "McNemar exact")
+            return Test(difference, math.nan, 1.0, "McNemar exact", error)
         p = stats.binomtest(only_a, only_a + only_b, 0.5).pvalue
-        return Test(difference, math.nan, float(p), "McNemar exact")
-    per_image = a.correct.mean(0) - b.correct.mean(0)
-    images = len(per_image)
-    variance = per_image.var(ddof=1) / images + _seed_variance(a) + _seed_variance(b)
+        return Test(difference, math.nan, float(p), "McNemar exact", error)
+    variance = error.variance()
     if variance == 0:
-        return Test(difference, 0.0, 1.0, "paired z, images and seeds")
+        return Test(difference, 0.0, 1.0, "paired z, images and seeds", error)
     z = difference / math.sqrt(variance)
-    return Test(difference, z, float(2 * stats.norm.sf(abs(z))), "paired z, images and seeds")
+    return Test(difference, z, float(2 * stats.norm.sf(abs(z))), "paired z, images and seeds", error)
 
 
-def _seed_variance(scores: Scores) -> float:
-    """The variance of a seed-mean accuracy from the spread of its seeds (0 for one seed: a
-    deterministic result on one baseline does not vary)."""
-    if scores.seeds < 2:
-        return 0.0
-    return float(scores.correct.mean(1).var(ddof=1)) / scores.seeds
+POWER = 0.8
+"""The probability of detecting a difference that `detectable_difference` reports."""
+
+
+def detectable_difference(
+    error: Error, level: float, images_scale: float = 1.0, seeds: int | None = None
+) -> float:
+    """The smallest true difference of accuracies that a two-sided test at `level` detects with
+    probability POWER, given the error a paired test had (scaled as `Error.variance` says):
+    (z at 1 - level/2 + z at POWER) standard errors. The normal approximation, for McNemar's
+    test as well: its discordant images make the images' part. With more seeds only the seeds'
+    part shrinks here, not the images' part of the seed means: an upper bound."""
+    return (stats.norm.isf(level / 2) + stats.norm.ppf(POWER)) * math.sqrt(
+        error.variance(images_scale, seeds)
+    )
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:
@@ -440,6 +481,57 @@ def compare_sweep(
             budgets.append(BudgetRanking(cost, budget, ranked, verdict))
     family.correct()
     return Comparison(floor, budgets, recovery, family, proxy_agreement(points, recovery), replicates or {})
+
+
+@dataclass(frozen=True)
+class PowerRow:
+    """What the report's verdicts could detect with another choice of images or seeds: per kind
+    of verdict, the median `detectable_difference` over its tested verdicts, at Holm's
+    strictest level (ALPHA over the family's size) and at ALPHA."""
+
+    images: int
+    seeds: int | None  # each seeded side's mean over at least this many seeds; None: as run
+    detectable: dict[str, tuple[float, float]]  # kind: (at ALPHA / family size, at ALPHA)
+    verdicts: dict[str, int]  # kind: how many tested verdicts the medians are over
+
+
+def power_rows(comparison: Comparison, images: int, all_images: int, all_seeds: int) -> list[PowerRow]:
+    """The verdicts' power as run (`images` scored per point) and with each choice the budget
+    made undone: every one of `all_images` validation images scored, every seeded result on
+    `all_seeds` seeds (sweep.seeds), and both."""
+    tested = {
+        "best_at_budget": list(
+            {
+                id(b.verdict): b.verdict.test for b in comparison.budgets if b.verdict and b.verdict.test
+            }.values()
+        ),
+        "against_random_floor": [v.test for v in comparison.floor.values() if v.test is not None],
+    }
+    errors = {kind: [t.error for t in tests if t.error is not None] for kind, tests in tested.items()}
+    strictest = ALPHA / max(comparison.family.size, 1)
+    settings = [(images, None)]
+    if all_images > images:
+        settings.append((all_images, None))
+    seeded = [count for found in errors.values() for e in found for spread, count in e.seeds if spread > 0]
+    if seeded and min(seeded) < all_seeds:
+        settings += [(images, all_seeds)] + ([(all_images, all_seeds)] if all_images > images else [])
+    rows = []
+    for count, seeds in settings:
+        detectable = {
+            kind: tuple(
+                round(
+                    float(np.median([detectable_difference(e, level, images / count, seeds) for e in found])),
+                    6,
+                )
+                for level in (strictest, ALPHA)
+            )
+            for kind, found in errors.items()
+            if found
+        }
+        rows.append(
+            PowerRow(count, seeds, detectable, {k: len(found) for k, found in errors.items() if found})
+        )  # type: ignore[arg-type]
+    return rows
 
 
 def pareto_points(points: list[dict[str, Any]], recovery: str, cost: str) -> set[tuple[str, Any]]:
