@@ -104,7 +104,10 @@ def run(archs: list[str]) -> None:
 
 
 def _in(folder: Path, *args: str) -> str:
-    return subprocess.run(args, cwd=folder, capture_output=True, text=True, check=True).stdout.strip()
+    done = subprocess.run(args, cwd=folder, capture_output=True, text=True)
+    if done.returncode:
+        sys.exit(f"`{shlex.join(args)}` failed in {folder}: {done.stderr.strip() or done.stdout.strip()}")
+    return done.stdout.strip()
 
 
 def _clone(arch: str) -> Path:
