@@ -146,20 +146,22 @@ def _attempts(clone: Path) -> list[dict]:
 
 
 def _attempt(arch: str, clone: Path) -> None:
-    """Run (or resume) ARCH's experiment in its clone, noting every minute how long this attempt
-    has run: a session's end kills it unannounced, and the study's minutes add up every attempt."""
+    """Run (or resume) ARCH's experiment in its clone, noting every 30 seconds how long this
+    attempt has run: a session's end kills it unannounced, and the study's minutes add up every
+    attempt (each short of up to 30 seconds where it was killed)."""
     log = clone / ".prunelab/attempts.json"
     log.parent.mkdir(exist_ok=True)
     attempts = _attempts(clone)
     attempts.append(
         {"began": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"), "seconds": 0}
     )
+    log.write_text(json.dumps(attempts, indent=2) + "\n")
     env = {**os.environ, "PYTHONPATH": str(clone / "src")}  # the clone's own code, not this workspace's
     began = time.perf_counter()
     with subprocess.Popen(command(arch), cwd=clone, env=env) as process:
         while True:
             try:
-                process.wait(timeout=60)
+                process.wait(timeout=30)
                 finished = True
             except subprocess.TimeoutExpired:
                 finished = False
