@@ -177,18 +177,28 @@ def render() -> str:
     means.append(f"two seeds of {longest} ep {study.mean_seed_tau():.2f}")
     means += [f"{PROXY_NAMES[r]} {tau:.2f}" for r, tau in study.proxy_taus(ROOT).items()]
     lines += ["", "Mean τ over the points: " + ", ".join(means) + "."]
+    separated = study.separated()
+    pairs = len(methods) * (len(methods) - 1) // 2 * len(points)
     faithful = [f"{b:g} ep" for b in shorter if study.faithful(b)]
     cheapest = study.cheapest_faithful()
+    alike = [
+        PROXY_NAMES[r]
+        for r, by_point in proxies.items()
+        if separated and study.ordered_alike(by_point) == len(separated)
+    ]
     lines += [
         "",
-        f"A budget counts as faithful here when its mean τ is at least that of two seeds of {longest:g} ep "
-        f"({study.mean_seed_tau():.2f}): it then ranks like {longest:g} ep as closely as {longest:g} ep ranks like "
-        "itself. "
+        f"The pairs {longest:g} ep orders beyond noise (paired tests over the images with the seeds' spread, "
+        f"Holm-corrected over its {pairs} pairs of methods at the points): "
+        + ("; ".join(f"{p}: {better} > {worse}" for p, better, worse in separated) or "none")
+        + f". A budget counts as faithful here when it orders every one of them as {longest:g} ep does: τ above "
+        f"counts the pairs {longest:g} ep leaves within noise too, whose order no cheaper budget can be held to. "
         + (
             f"Faithful: {', '.join(faithful)}; the cheapest is {cheapest:g} ep."
             if cheapest is not None
             else "No shorter budget is."
-        ),
+        )
+        + (f" Of the free proxies, {' and '.join(alike)} order them alike too." if alike else ""),
     ]
     lines += ["", f"Pairs a shorter budget orders unlike {longest} epoch (its better one first):", ""]
     lines += flips_text or ["- none"]

@@ -244,21 +244,27 @@ def _budget_lines(root: Path, recovery: str) -> list[str]:
     proxies = study.proxy_taus(root)
     free = "".join(f", {PROXY_NAMES.get(proxy, proxy)} at {tau:.2f}" for proxy, tau in proxies.items())
     longest = _epochs(study.longest)
-    cheapest = study.cheapest_faithful()
-    if study.faithful(budget):
-        verdict = "faithful: it ranks as closely as two seeds of the longest budget agree"
+    separated = study.separated()
+    by = f"fine-tuning for {longest}"
+    if not separated:
+        verdict = f"not measured: {by} separates no pair of methods beyond noise"
+    elif study.faithful(budget):
+        verdict = f"faithful: it orders all {len(separated)} pairs of methods that {by} separates beyond noise as it does"
     else:
-        verdict = "not faithful: it ranks less closely than two seeds of the longest budget agree" + (
+        cheapest = study.cheapest_faithful()
+        verdict = f"not faithful: it orders some of the {len(separated)} pairs that {by} separates beyond noise the other way"
+        verdict += (
             f"; the cheapest faithful budget the study ran is {_epochs(cheapest)}"
             if cheapest is not None
-            else "; no shorter budget the study ran is faithful"
+            else ""
         )
     return [
         "",
         f"How far this fine-tuning budget ({_epochs(budget)}) ranks the methods like {longest}, "
         f"from the study [docs/results/finetune-budget.md](docs/results/finetune-budget.md) at "
         f"{', '.join(study.record['points'])} (Kendall's τ, mean over the points): {study.mean_tau(budget):.2f}; "
-        f"two seeds of {longest} agree at {study.mean_seed_tau():.2f}{free}. So this budget is {verdict}.",
+        f"two seeds of {longest} agree at {study.mean_seed_tau():.2f}{free}. By the study's rule this budget is "
+        f"{verdict} (τ also counts the pairs left within noise).",
     ]
 
 

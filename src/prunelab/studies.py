@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from prunelab.comparison.verdicts import rank_agreement
+from prunelab.comparison.verdicts import ALPHA, Scores, holm, load_point_scores, paired_test, rank_agreement
 from prunelab.io import read_json
 
 FINETUNE_BUDGET = Path("docs/results/finetune-budget")
@@ -25,6 +25,7 @@ class BudgetStudy:
 
     record: dict[str, Any]  # study.json: budgets, methods, points, seeds, command, commit, date, runs
     results: dict[tuple[float, str, str], dict[str, Any]]  # (budget, method, point): sweep metrics
+    scores: dict[tuple[str, str], Scores]  # (method, point): the longest budget's per-image results
 
     @property
     def longest(self) -> float:
@@ -55,12 +56,35 @@ class BudgetStudy:
     def mean_seed_tau(self) -> float:
         return statistics.mean(self.seed_tau(point) for point in self.record["points"])
 
+    def separated(self) -> list[tuple[str, str, str]]:
+        """The pairs (point, better, worse) the longest budget orders beyond noise: paired tests
+        over the images with the seeds' spread (comparison.verdicts), Holm-corrected over every
+        pair of methods at every point."""
+        tests = []
+        for point in self.record["points"]:
+            for i, a in enumerate(self.record["methods"]):
+                for b in self.record["methods"][i + 1 :]:
+                    tests.append((point, a, b, paired_test(self.scores[(a, point)], self.scores[(b, point)])))
+        adjusted = holm([test.p for *_, test in tests])
+        return [
+            (point, a, b) if test.difference > 0 else (point, b, a)
+            for (point, a, b, test), p in zip(tests, adjusted, strict=True)
+            if p <= ALPHA
+        ]
+
+    def ordered_alike(self, accuracies: dict[str, dict[str, float]]) -> int:
+        """How many `separated` pairs `accuracies` ({point: {method: accuracy}}) order as the
+        longest budget does."""
+        return sum(
+            accuracies[point][better] > accuracies[point][worse] for point, better, worse in self.separated()
+        )
+
     def faithful(self, budget: float) -> bool:
-        """Whether `budget` ranks the methods like the longest budget at least as closely as two
-        seeds of the longest budget rank them like each other (mean τ over the points): the
-        closest agreement the longest budget's own noise lets a cheaper one be held to."""
-        # τ values are ratios of counts: two equal ones may round apart
-        return self.mean_tau(budget) >= self.mean_seed_tau() - 1e-9
+        """Whether `budget` orders every pair the longest budget separates beyond noise as the
+        longest budget does (and it separates at least one). Pairs the longest budget leaves
+        within noise have no order a cheaper budget could be held to; τ counts them all."""
+        accuracies = {point: self.accuracies(budget, point) for point in self.record["points"]}
+        return bool(self.separated()) and self.ordered_alike(accuracies) == len(self.separated())
 
     def cheapest_faithful(self) -> float | None:
         """The shortest budget that is `faithful`, None where no shorter one is."""
@@ -112,7 +136,11 @@ def load_budget_study(root: Path) -> BudgetStudy | None:
     results = {
         (b, m, p): read_json(folder / str(b) / f"{m}-{p}.json") for b in record["budgets"] for m, p in runs
     }
-    return BudgetStudy(record, results)
+    longest = str(max(record["budgets"]))
+    scores = {
+        (m, p): load_point_scores(folder / longest / f"{m}-{p}.json")["recovery"]["finetune"] for m, p in runs
+    }
+    return BudgetStudy(record, results, scores)
 
 
 def _read_run(folder: Path, metrics: tuple[str, ...]) -> dict[str, Any]:
