@@ -77,6 +77,8 @@ def test_an_interrupted_experiment_resumes_in_its_clone(
     counts, sentinel, root = tmp_path / "first-runs", tmp_path / "interrupt", tmp_path / "project"
     project(root, counts, sentinel)
     monkeypatch.syspath_prepend(str(EXPERIMENTS))
+    for name in ("common", "full_study"):  # benchmarks/ has a `common` too: import experiments' own
+        monkeypatch.delitem(sys.modules, name, raising=False)
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}:{os.environ['PATH']}")
     import common
     import full_study
