@@ -126,7 +126,7 @@ def _clone(arch: str) -> Path:
     staging = CLONES / f".{arch}.partial"  # renamed into place once it can run
     shutil.rmtree(staging, ignore_errors=True)
     staging.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["git", "clone", "-q", str(ROOT), str(staging)], check=True)
+    _in(CLONES, "git", "clone", "-q", str(ROOT), str(staging))
     _in(staging, "git", "checkout", "-q", "--detach", head)
     for key in ("user.name", "user.email"):  # dvc exp run commits; a global identity may be missing
         value = subprocess.run(
@@ -140,16 +140,20 @@ def _clone(arch: str) -> Path:
     return clone
 
 
+def _log(clone: Path) -> Path:
+    """Each attempt's start and seconds, beside the training resume files (git-ignored)."""
+    return clone / ".prunelab/attempts.json"
+
+
 def _attempts(clone: Path) -> list[dict]:
-    log = clone / ".prunelab/attempts.json"
-    return json.loads(log.read_text()) if log.is_file() else []
+    return json.loads(_log(clone).read_text()) if _log(clone).is_file() else []
 
 
 def _attempt(arch: str, clone: Path) -> None:
     """Run (or resume) ARCH's experiment in its clone, noting every 30 seconds how long this
     attempt has run: a session's end kills it unannounced, and the study's minutes add up every
     attempt (each short of up to 30 seconds where it was killed)."""
-    log = clone / ".prunelab/attempts.json"
+    log = _log(clone)
     log.parent.mkdir(exist_ok=True)
     attempts = _attempts(clone)
     attempts.append(

@@ -5,7 +5,7 @@ beside the results it qualifies. Reading lives here so that both read it alike."
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ class BudgetStudy:
     record: dict[str, Any]  # study.json: budgets, methods, points, seeds, command, commit, date, runs
     results: dict[tuple[float, str, str], dict[str, Any]]  # (budget, method, point): sweep metrics
     scores: dict[tuple[str, str], Scores]  # (method, point): the longest budget's per-image results
+    _separated: list[tuple[str, str, str]] | None = field(default=None, init=False, repr=False)
 
     @property
     def longest(self) -> float:
@@ -59,18 +60,21 @@ class BudgetStudy:
     def separated(self) -> list[tuple[str, str, str]]:
         """The pairs (point, better, worse) the longest budget orders beyond noise: paired tests
         over the images with the seeds' spread (comparison.verdicts), Holm-corrected over every
-        pair of methods at every point."""
+        pair of methods at every point. Tested once; every verdict on a budget asks again."""
+        if self._separated is not None:
+            return self._separated
         tests = []
         for point in self.record["points"]:
             for i, a in enumerate(self.record["methods"]):
                 for b in self.record["methods"][i + 1 :]:
                     tests.append((point, a, b, paired_test(self.scores[(a, point)], self.scores[(b, point)])))
         adjusted = holm([test.p for *_, test in tests])
-        return [
+        self._separated = [
             (point, a, b) if test.difference > 0 else (point, b, a)
             for (point, a, b, test), p in zip(tests, adjusted, strict=True)
             if p <= ALPHA
         ]
+        return self._separated
 
     def ordered_alike(self, accuracies: dict[str, dict[str, float]]) -> int:
         """How many `separated` pairs `accuracies` ({point: {method: accuracy}}) order as the

@@ -507,7 +507,11 @@ def power_rows(comparison: Comparison, images: int, all_images: int, all_seeds: 
         ),
         "against_random_floor": [v.test for v in comparison.floor.values() if v.test is not None],
     }
-    errors = {kind: [t.error for t in tests if t.error is not None] for kind, tests in tested.items()}
+    errors = {  # the kinds with any tested verdict
+        kind: found
+        for kind, tests in tested.items()
+        if (found := [t.error for t in tests if t.error is not None])
+    }
     strictest = ALPHA / max(comparison.family.size, 1)
     settings = [(images, None)]
     if all_images > images:
@@ -515,23 +519,25 @@ def power_rows(comparison: Comparison, images: int, all_images: int, all_seeds: 
     seeded = [count for found in errors.values() for e in found for spread, count in e.seeds if spread > 0]
     if seeded and min(seeded) < all_seeds:
         settings += [(images, all_seeds)] + ([(all_images, all_seeds)] if all_images > images else [])
-    rows = []
-    for count, seeds in settings:
-        detectable = {
-            kind: tuple(
-                round(
-                    float(np.median([detectable_difference(e, level, images / count, seeds) for e in found])),
-                    6,
-                )
-                for level in (strictest, ALPHA)
-            )
-            for kind, found in errors.items()
-            if found
-        }
-        rows.append(
-            PowerRow(count, seeds, detectable, {k: len(found) for k, found in errors.items() if found})
-        )  # type: ignore[arg-type]
-    return rows
+    counts = {kind: len(found) for kind, found in errors.items()}
+
+    def median(found: list[Error], level: float, count: int, seeds: int | None) -> float:
+        return round(
+            float(np.median([detectable_difference(e, level, images / count, seeds) for e in found])), 6
+        )
+
+    return [
+        PowerRow(
+            count,
+            seeds,
+            {
+                kind: (median(found, strictest, count, seeds), median(found, ALPHA, count, seeds))
+                for kind, found in errors.items()
+            },
+            counts,
+        )
+        for count, seeds in settings
+    ]
 
 
 def pareto_points(points: list[dict[str, Any]], recovery: str, cost: str) -> set[tuple[str, Any]]:
