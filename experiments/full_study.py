@@ -2,8 +2,8 @@
 
 The full comparison of one architecture is one experiment, `dvc exp run -S profile=full report`
 (conf/profile/full.yaml): three baselines (train.seed 0, and the replicates 1 and 2, each
-trained and compared as the baseline is), every fine-tuned point and floor run with three seeds
-at 1 epoch of fine-tuning. This script runs it for `cnn` (the default) and `resnet20`, each as a
+trained and compared as the baseline is), every method at 2x and 4x fine-tuned for 1 epoch with
+three seeds, without random floors (the ranking is its question). This script runs it for `cnn` (the default) and `resnet20`, each as a
 --temp experiment of the committed workspace, copies what each experiment committed (its
 params, the report's verdicts, the baselines' and the points' metrics, not the per-image files)
 and renders docs/results/full-study.md: the fine-tuned ranking on each baseline, how far the
@@ -200,7 +200,8 @@ def render() -> str:
         f"(train.seed {', '.join(map(str, study.baselines(archs[0])))}), each point fine-tuned for "
         f"{sweep['finetune_epochs']:g} epoch with {sweep['trained_seeds']} seeds and scored on "
         + (f"{sweep['val_images']:,}" if sweep["val_images"] else "all the")  # 0: every image
-        + " validation images, its floor likewise:",
+        + " validation images"
+        + (", its floor likewise:" if sweep["random_floor"] else ", without random floors:"),
         "",
         "| architecture | command | minutes |",
         "|---|---|---|",

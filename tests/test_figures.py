@@ -259,7 +259,12 @@ def test_the_full_study_reads_each_baseline_and_architecture(tmp_path: Path) -> 
         (root / "report").mkdir(parents=True)
         params = {
             "train": {"seed": 0},
-            "sweep": {"replicates": [1], "methods": ["a", "b", "c"], "points": ["2x"]},
+            "sweep": {
+                "replicates": [1],
+                "methods": ["a", "b", "c"],
+                "points": ["2x"],
+                "random_floor": arch == "cnn",  # the full profile runs none
+            },
         }
         (root / "params.yaml").write_text(json.dumps(params))
         for seed, methods in by_baseline.items():
@@ -291,6 +296,7 @@ def test_the_full_study_reads_each_baseline_and_architecture(tmp_path: Path) -> 
     across = study.arch_agreement("resnet20", "cnn", "2x")
     assert ("a", "b") in across.flips and across.tau < 1
     assert study.holding("cnn") == {"against_random_floor": (2, 1), "best_at_budget": (1, 1)}
+    assert study.holding("resnet20") == {"best_at_budget": (1, 1)}  # no floor, no floor verdicts
 
 
 def test_the_budget_study_calls_faithful_what_orders_the_separated_pairs_alike(tmp_path: Path) -> None:

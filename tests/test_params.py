@@ -149,6 +149,8 @@ FULL_FLAGS = [
     "sweep.replicates=[1, 2]",
     "sweep.trained_seeds=3",
     "sweep.finetune_epochs=1.0",
+    "sweep.points=[2x, 4x]",
+    "sweep.random_floor=false",
 ]
 
 

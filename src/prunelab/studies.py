@@ -437,10 +437,12 @@ class FullStudy:
 
     def holding(self, arch: str) -> dict[str, tuple[int, int]]:
         """{kind: (verdicts beyond the noise, of them those that hold on every baseline)} for the
-        report's verdicts against the random floor and of the best method at each budget."""
+        report's verdicts against the random floor (where it ran one) and of the best method at
+        each budget."""
         verdicts = self.verdicts(arch)
+        kinds = ["against_random_floor"] if self.params(arch)["sweep"]["random_floor"] else []
         out = {}
-        for kind in ("against_random_floor", "best_at_budget"):
+        for kind in [*kinds, "best_at_budget"]:
             found = [v for v in verdicts[kind] if _outcome(v) in ("above", "below")]
             out[kind] = (len(found), sum(v["holds_on"] == verdicts["baselines"] for v in found))
         return out
