@@ -37,6 +37,7 @@ import sys
 import time
 from pathlib import Path, PurePosixPath
 
+import yaml
 from common import ROOT, add_page_command, committed_head, git, session, write_or_check
 
 from prunelab.captions import provenance_line
@@ -57,19 +58,18 @@ def command(arch: str) -> list[str]:
     return ["dvc", "exp", "run", "-n", f"full-{arch}", *flags, "report"]
 
 
-def kept(path: str) -> bool:
+def kept(path: str, sweep: dict) -> bool:
     """What the page reads of an experiment's commit: its params, the report's verdicts, the
-    baselines' and points' metrics; not the per-image files (megabytes, read by the report only)."""
+    baselines' metrics and those of the points its `sweep` params name; not the per-image files
+    (megabytes, read by the report only), nor the default comparison's other points, which the
+    commit carries unchanged."""
     name = PurePosixPath(path)
     if str(name) in ("params.yaml", "report/verdicts.json", "metrics/train.json"):
         return True
     if name.match("metrics/replicates/*/train.json"):
         return True
-    return (
-        str(name).startswith("metrics/sweep/")
-        and name.suffix == ".json"
-        and not name.name.endswith(".correct.json")
-    )
+    points = {f"{method}-{point}.json" for method in sweep["methods"] for point in sweep["points"]}
+    return str(name).startswith("metrics/sweep/") and name.name in points | {"dense.json"}
 
 
 def run(archs: list[str]) -> None:
@@ -90,7 +90,8 @@ def run(archs: list[str]) -> None:
         record["runs"][arch] = sum(a["seconds"] for a in attempts)
         record.setdefault("attempts", {})[arch] = len(attempts)
         _in(clone, "git", "push", "-q", "origin", f"{ref}:{ref}")  # `dvc exp show` here lists it
-        files = [p for p in git("ls-tree", "-r", "--name-only", ref).splitlines() if kept(p)]
+        sweep = yaml.safe_load(git("show", f"{ref}:params.yaml"))["sweep"]
+        files = [p for p in git("ls-tree", "-r", "--name-only", ref).splitlines() if kept(p, sweep)]
         staging = FOLDER / f".{arch}.partial"  # renamed into place whole
         shutil.rmtree(staging, ignore_errors=True)
         for path in files:

@@ -28,13 +28,13 @@ stages:
     params: [x]
     outs:
       - models/first.bin
-      - metrics/sweep/first.json:
+      - metrics/sweep/a-2x.json:
           cache: false
   second:
     cmd: python second.py
-    deps: [second.py, metrics/sweep/first.json]
+    deps: [second.py, metrics/sweep/a-2x.json]
     outs:
-      - metrics/sweep/second.json:
+      - metrics/sweep/b-2x.json:
           cache: false
 """
 
@@ -51,7 +51,9 @@ def project(root: Path, counts: Path, sentinel: Path) -> None:
     sh(root, "git", "config", "user.name", "t")
     sh(root, "git", "config", "user.email", "t@t")
     sh(root, sys.executable, "-m", "dvc", "init", "-q")
-    (root / "params.yaml").write_text("x: 1\n")
+    (root / "params.yaml").write_text("x: 1\nsweep: {methods: [a, b], points: [2x]}\n")
+    (root / "metrics/sweep").mkdir(parents=True)
+    (root / "metrics/sweep/a-3x.json").write_text("{}")  # a point the experiment's params do not name
     (root / "dvc.yaml").write_text(STAGES)
     (root / "first.py").write_text(
         "import os, yaml\n"
@@ -59,12 +61,12 @@ def project(root: Path, counts: Path, sentinel: Path) -> None:
         "x = yaml.safe_load(open('params.yaml'))['x']\n"
         "os.makedirs('models', exist_ok=True); os.makedirs('metrics/sweep', exist_ok=True)\n"
         "open('models/first.bin', 'w').write(f'model {x}')\n"
-        "open('metrics/sweep/first.json', 'w').write(f'{{\"x\": {x}}}')\n"
+        "open('metrics/sweep/a-2x.json', 'w').write(f'{{\"x\": {x}}}')\n"
     )
     (root / "second.py").write_text(
         "import os, sys\n"
         f"if os.path.exists({str(sentinel)!r}): sys.exit('interrupted')\n"
-        "open('metrics/sweep/second.json', 'w').write('{\"done\": 1}')\n"
+        "open('metrics/sweep/b-2x.json', 'w').write('{\"done\": 1}')\n"
     )
     sh(root, sys.executable, "-m", "dvc", "repro", "-q")
     sh(root, "git", "add", "-A")
@@ -97,16 +99,17 @@ def test_an_interrupted_experiment_resumes_in_its_clone(
         full_study.run(["cnn"])
     clone = root / ".prunelab/full-study/cnn"
     assert counts.read_text().count("run") == 2  # the commit's repro, then the first attempt
-    assert json.loads((clone / "metrics/sweep/first.json").read_text()) == {"x": 2}
+    assert json.loads((clone / "metrics/sweep/a-2x.json").read_text()) == {"x": 2}
     assert sh(clone, "git", "rev-parse", "HEAD") == sh(root, "git", "rev-parse", "HEAD")
 
     sentinel.unlink()
     full_study.run(["cnn"])
     assert counts.read_text().count("run") == 2  # resumed: the finished stage did not run again
     copied = root / "docs/results/full-study/cnn"
-    assert json.loads((copied / "metrics/sweep/first.json").read_text()) == {"x": 2}
-    assert json.loads((copied / "metrics/sweep/second.json").read_text()) == {"done": 1}
-    assert yaml.safe_load((copied / "params.yaml").read_text()) == {"x": 2}
+    assert json.loads((copied / "metrics/sweep/a-2x.json").read_text()) == {"x": 2}
+    assert json.loads((copied / "metrics/sweep/b-2x.json").read_text()) == {"done": 1}
+    assert not (copied / "metrics/sweep/a-3x.json").exists()  # only the points its params name
+    assert yaml.safe_load((copied / "params.yaml").read_text())["x"] == 2
     record = json.loads((root / "docs/results/full-study/study.json").read_text())
     assert record["attempts"] == {"cnn": 2} and record["archs"] == ["cnn"]
     assert "full-cnn" in sh(root, "git", "for-each-ref", "refs/exps")  # the experiment, here
