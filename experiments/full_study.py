@@ -237,7 +237,7 @@ def render() -> str:
             + " |",
             "|---|---|" + "---|" * len(baselines[1:]),
         ]
-        flips, all_taus = [], []
+        flips = []
         for point in study.params(arch)["sweep"]["points"]:
             point = str(point)
             ranking = study.finetuned(arch, first, point)
@@ -246,9 +246,9 @@ def render() -> str:
             for seed in baselines[1:]:
                 agreement = study.baseline_agreement(arch, point, seed)
                 taus.append(f"{agreement.tau:.2f}")
-                all_taus.append(agreement.tau)
                 flips += [f"- {point}, baseline {seed}: {b} > {a}" for a, b in agreement.flips]
             lines.append(f"| {point} | {ordered} | " + " | ".join(taus) + " |")
+        all_taus = study.baseline_taus(arch)
         if all_taus:
             same = sum(tau == 1 for tau in all_taus)
             lines += [

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from prunelab.figures import blocks_in, stale_blocks
+from prunelab.figures import _full_study_lines, blocks_in, stale_blocks
 from prunelab.per_image import correct_path, encode
 from prunelab.studies import (
     FINETUNE_BUDGET,
@@ -264,6 +264,8 @@ def test_the_full_study_reads_each_baseline_and_architecture(tmp_path: Path) -> 
                 "methods": ["a", "b", "c"],
                 "points": ["2x"],
                 "random_floor": arch == "cnn",  # the full profile runs none
+                "finetune_epochs": 1.0,
+                "trained_seeds": 3,
             },
         }
         (root / "params.yaml").write_text(json.dumps(params))
@@ -297,6 +299,12 @@ def test_the_full_study_reads_each_baseline_and_architecture(tmp_path: Path) -> 
     assert ("a", "b") in across.flips and across.tau < 1
     assert study.holding("cnn") == {"against_random_floor": (2, 1), "best_at_budget": (1, 1)}
     assert study.holding("resnet20") == {"best_at_budget": (1, 1)}  # no floor, no floor verdicts
+    assert study.baseline_taus("cnn") == [pytest.approx(1 / 3)]  # one of three pairs flips
+    line = _full_study_lines(tmp_path)[1]
+    assert "fine-tuned 1 epoch with 3 seeds at 2x" in line
+    assert "cnn's 2 baselines rank them like train.seed 0's at mean τ 0.33" in line
+    assert "1 of its 1 best-at-budget verdicts beyond noise hold on all of them" in line
+    assert f"resnet20 ranks them like cnn at τ {across.tau:.2f} at 2x" in line
 
 
 def test_the_budget_study_calls_faithful_what_orders_the_separated_pairs_alike(tmp_path: Path) -> None:

@@ -428,6 +428,14 @@ class FullStudy:
         first = self.baselines(arch)[0]
         return rank_agreement(self.finetuned(arch, seed, point), self.finetuned(arch, first, point))
 
+    def baseline_taus(self, arch: str) -> list[float]:
+        """Kendall's τ of every other baseline's ranking against the first's, at every point."""
+        return [
+            self.baseline_agreement(arch, str(point), seed).tau
+            for point in self.params(arch)["sweep"]["points"]
+            for seed in self.baselines(arch)[1:]
+        ]
+
     def arch_agreement(self, arch: str, reference: str, point: str) -> Any:
         """`arch`'s ranking (baseline means) against `reference`'s, over the methods both ran."""
         return rank_agreement(self.mean_finetuned(arch, point), self.mean_finetuned(reference, point))
