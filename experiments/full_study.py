@@ -40,7 +40,7 @@ from pathlib import Path, PurePosixPath
 import yaml
 from common import ROOT, add_page_command, committed_head, git, session, write_or_check
 
-from prunelab.captions import provenance_line
+from prunelab.captions import counted, provenance_line
 from prunelab.studies import FULL_STUDY, FULL_STUDY_ARCHS, load_full_study
 
 FOLDER = ROOT / FULL_STUDY
@@ -199,7 +199,7 @@ def render() -> str:
         "",
         f"Each architecture's comparison is one experiment, with {len(study.baselines(archs[0]))} baselines "
         f"(train.seed {', '.join(map(str, study.baselines(archs[0])))}), each point fine-tuned for "
-        f"{sweep['finetune_epochs']:g} epoch with {sweep['trained_seeds']} seeds and scored on "
+        f"{counted(sweep['finetune_epochs'], 'epoch')} with {sweep['trained_seeds']} seeds and scored on "
         + (f"{sweep['val_images']:,}" if sweep["val_images"] else "all the")  # 0: every image
         + " validation images"
         + (", its floor likewise:" if sweep["random_floor"] else ", without random floors:"),

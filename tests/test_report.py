@@ -124,6 +124,8 @@ def test_a_report_says_where_it_was_made() -> None:
         == "Made on AMD EPYC (avx2), float32, 2 threads, baseline trained 6 epochs; torch 2.9.0, dvc 3.67.1."
     )
     assert provenance_line(None) == "Provenance: not recorded."
+    one = provenance_line({**PROVENANCE, "threads": 1, "epochs": 1})
+    assert ", 1 thread, baseline trained 1 epoch;" in one
 
 
 def test_claimed_against_realised_speedup_per_structured_method() -> None:

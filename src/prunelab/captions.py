@@ -12,11 +12,18 @@ def provenance_line(provenance: dict[str, Any] | None) -> str:
         return "Provenance: not recorded."
     versions = ", ".join(f"{name} {version}" for name, version in provenance["versions"].items())
     gpu = f", GPU {provenance['gpu']}" if provenance["gpu"] != "none" else ""
-    epochs = f", baseline trained {provenance['epochs']} epochs" if provenance.get("epochs") else ""
+    epochs = (
+        f", baseline trained {counted(provenance['epochs'], 'epoch')}" if provenance.get("epochs") else ""
+    )
     return (
         f"Made on {provenance['cpu']} ({provenance['cpu_flags']}){gpu}, {provenance['precision']}, "
-        f"{provenance['threads']} threads{epochs}; {versions}."
+        f"{counted(provenance['threads'], 'thread')}{epochs}; {versions}."
     )
+
+
+def counted(number: float, noun: str) -> str:
+    """ "1 thread", "2 threads", "0.5 epochs": the noun singular for exactly one."""
+    return f"{number:g} {noun}" + ("" if number == 1 else "s")
 
 
 def caption_figure(fig: Any, provenance: dict[str, Any] | None) -> None:

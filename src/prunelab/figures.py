@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from prunelab.captions import provenance_line
+from prunelab.captions import counted, provenance_line
 from prunelab.comparison.verdicts import POWER
 from prunelab.errors import UserError
 from prunelab.io import read_json
@@ -71,9 +71,11 @@ def results_block(root: Path) -> str:
     )
     base = evaluate["baseline"]["acc"]
     what = {
-        "baseline": f"baseline, {made['epochs']} epochs" if made and made.get("epochs") else "baseline",
+        "baseline": f"baseline, {counted(made['epochs'], 'epoch')}"
+        if made and made.get("epochs")
+        else "baseline",
         "pruned": f"pruned one-shot: {prune['method']}, amount {prune['amount']:g}",
-        "finetuned": f"fine-tuned {finetune['epochs']} epoch{'s' * (finetune['epochs'] != 1)}, masks held",
+        "finetuned": f"fine-tuned {counted(finetune['epochs'], 'epoch')}, masks held",
         "compact": f"compact: {compact['channels_removed']} channels removed",
         "compact_int8": "compact, int8 in onnxruntime",
     }
@@ -81,7 +83,11 @@ def results_block(root: Path) -> str:
     runtimes = ["", "onnx_"] if onnx else [""]
     lines = [
         f"The committed `dvc repro` on real CIFAR-10 ({made_where(root)}). {provenance_line(made)}"
-        + (f" ONNX: {onnx['runtime']}, {onnx['precision']}, {onnx['threads']} threads." if onnx else "")
+        + (
+            f" ONNX: {onnx['runtime']}, {onnx['precision']}, {counted(onnx['threads'], 'thread')}."
+            if onnx
+            else ""
+        )
         + (_int8_line(onnx["int8"]) if onnx and "int8" in onnx else ""),
         "",
         "| model | test acc | Δ points | params | MACs | "

@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from prunelab.captions import counted
 from prunelab.comparison.verdicts import ALPHA, Scores, holm, load_point_scores, paired_test, rank_agreement
 from prunelab.io import read_json
 
@@ -228,7 +229,7 @@ class ShipStudy:
             lines.append(
                 f"{'Met' if max(minutes) <= goals['minutes'] else 'Not met'} on this machine: ≤ "
                 f"{goals['minutes']:g} minutes a run ({max(minutes):.1f} at most, {made['precision']} on "
-                f"{made['threads']} threads of {made['cpu']}); not measured on a bf16 CPU, which trains about 2× faster."
+                f"{counted(made['threads'], 'thread')} of {made['cpu']}); not measured on a bf16 CPU, which trains about 2× faster."
             )
         return lines
 
