@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -11,6 +15,7 @@ from prunelab.errors import UserError
 from prunelab.models import build_model, whiten_first_conv
 from prunelab.params import EvaluateParams
 from prunelab.predict import predict, translate
+from tests.conftest import ROOT, write_params
 
 
 def _images(n: int = 300) -> torch.Tensor:
@@ -115,3 +120,36 @@ def test_tta_param_keeps_its_old_boolean_values() -> None:
     assert EvaluateParams().tta == "flip_translate"
     with pytest.raises(ValueError, match="flip_translate"):
         EvaluateParams(tta="crops")
+
+
+def test_the_recipe_check_scores_each_recipe_and_names_a_bad_one(data_dir: Path, tmp_path: Path) -> None:
+    """experiments/recipe_check.py, on generated data: one line per recipe; a malformed recipe,
+    or a value the params schema refuses, exits with one line naming it, no traceback."""
+    params = write_params(tmp_path / "params.yaml", {"data": {"val_size": 100}})
+    script = [
+        sys.executable,
+        str(ROOT / "experiments/recipe_check.py"),
+        "--data",
+        str(data_dir),
+        "--params",
+        str(params),
+    ]
+    small = ["--arch", "resnet20", "--kwargs", "{width: 4}", "--images", "64", "--val", "32", "--epochs", "1"]
+    done = subprocess.run(
+        [*script, *small, "", "lr=0.05,bias_lr_scale=1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert "1 epoch on 64 training images, scored on 32 validation images" in lines[0]
+    scored = [line.split(": validation accuracy ")[0] for line in lines if ": validation accuracy " in line]
+    assert scored == ["params.yaml", "lr=0.05,bias_lr_scale=1"]
+    for recipe, message in [
+        ("lr", "recipe 'lr': give train.* settings as key=value"),
+        ("lr=-1", "train.lr"),  # the schema's own message, naming the key
+    ]:
+        bad = subprocess.run([*script, *small, recipe], cwd=ROOT, capture_output=True, text=True, timeout=600)
+        assert bad.returncode != 0 and message in bad.stderr and "Traceback" not in bad.stderr

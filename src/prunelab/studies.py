@@ -379,8 +379,8 @@ FULL_STUDY_ARCHS = {
 """The -S overrides of each architecture's experiment, beside -S profile=full: resnet20 takes
 other kwargs than the cnn's, so they are replaced whole (Hydra merges a mapping otherwise), and
 a lower peak learning rate: the cnn's airbench-style 0.75, with BatchNorm biases at 64 times
-it, leaves resnet20 near chance after a few epochs (short checks on a subset of the training
-images chose 0.05 among 0.05 to 0.75)."""
+it, leaves resnet20 near chance after a few epochs (experiments/recipe_check.py, short runs on
+a subset of the training images, chose 0.05 among 0.05 to 0.75)."""
 RANKING_RECOVERY = "finetune"
 
 
