@@ -3,7 +3,7 @@
 Each recipe trains the model from the train stage's init for a few epochs on the first
 --images of the stages' training split (data.val_size, data.split_seed of params.yaml) and is
 scored on the first --val images of the validation hold-out. It ranks recipes quickly, it does
-not predict a full run's accuracy. The full study chose resnet20's `train.lr` with
+not predict a full run's accuracy. The check that chose resnet20's `train.lr` for the full study:
 
     uv run python experiments/recipe_check.py --arch resnet20 --kwargs '{width: 16}' \\
         '' bias_lr_scale=1 lr=0.2,bias_lr_scale=1 lr=0.1 lr=0.1,bias_lr_scale=8 lr=0.05
