@@ -3,8 +3,8 @@
 The full comparison of one architecture is one experiment, `dvc exp run -S profile=full report`
 (conf/profile/full.yaml): three baselines (train.seed 0, and the replicates 1 and 2, each
 trained and compared as the baseline is), every method at 2x and 4x fine-tuned for 1 epoch with
-three seeds, without random floors (the ranking is its question). This script runs it for `cnn` (the default) and `resnet20`, each as a
---temp experiment of the committed workspace, copies what each experiment committed (its
+three seeds, without random floors (the ranking is its question). This script runs it for `cnn`
+(the default) and `resnet20`, each in a clone of the last commit (below), copies what each experiment committed (its
 params, the report's verdicts, the baselines' and the points' metrics, not the per-image files)
 and renders docs/results/full-study.md: the fine-tuned ranking on each baseline, how far the
 baselines and the two architectures agree, and on how many baselines the report's verdicts hold.
@@ -58,9 +58,9 @@ def command(arch: str) -> list[str]:
     return ["dvc", "exp", "run", "-n", f"full-{arch}", *flags, "report"]
 
 
-def kept(path: str, sweep: dict) -> bool:
+def kept(path: str, points: set[str]) -> bool:
     """What the page reads of an experiment's commit: its params, the report's verdicts, the
-    baselines' metrics and those of the points its `sweep` params name; not the per-image files
+    baselines' metrics and those of its `points` (file names); not the per-image files
     (megabytes, read by the report only), nor the default comparison's other points, which the
     commit carries unchanged."""
     name = PurePosixPath(path)
@@ -68,8 +68,7 @@ def kept(path: str, sweep: dict) -> bool:
         return True
     if name.match("metrics/replicates/*/train.json"):
         return True
-    points = {f"{method}-{point}.json" for method in sweep["methods"] for point in sweep["points"]}
-    return str(name).startswith("metrics/sweep/") and name.name in points | {"dense.json"}
+    return str(name).startswith("metrics/sweep/") and name.name in points
 
 
 def run(archs: list[str]) -> None:
@@ -91,7 +90,8 @@ def run(archs: list[str]) -> None:
         record.setdefault("attempts", {})[arch] = len(attempts)
         _in(clone, "git", "push", "-q", "origin", f"{ref}:{ref}")  # `dvc exp show` here lists it
         sweep = yaml.safe_load(git("show", f"{ref}:params.yaml"))["sweep"]
-        files = [p for p in git("ls-tree", "-r", "--name-only", ref).splitlines() if kept(p, sweep)]
+        points = {f"{m}-{p}.json" for m in sweep["methods"] for p in sweep["points"]} | {"dense.json"}
+        files = [p for p in git("ls-tree", "-r", "--name-only", ref).splitlines() if kept(p, points)]
         staging = FOLDER / f".{arch}.partial"  # renamed into place whole
         shutil.rmtree(staging, ignore_errors=True)
         for path in files:

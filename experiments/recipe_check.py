@@ -65,7 +65,7 @@ def check() -> None:
     print(
         f"{args.arch} {kwargs}: {counted(args.epochs, 'epoch')} on {len(subset):,} training images, scored on "
         f"{len(val):,} validation images; {made['cpu']} ({made['cpu_flags']}), {made['precision']}, "
-        f"{made['threads']} threads",
+        f"{counted(made['threads'], 'thread')}",
         flush=True,
     )
     for recipe in args.recipes:
