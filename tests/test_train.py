@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from prunelab.data import Split, load_split, random_crop_flip
-from prunelab.device import channels_last
+from prunelab.device import CPU, channels_last, onednn_unsafe_convs
 from prunelab.models import build_model, whiten_first_conv
 from prunelab.params import PruneParams, TrainParams
 from prunelab.predict import predict
@@ -238,3 +240,51 @@ def test_auto_epochs_follow_the_precision_training_runs_in(data_dir: Path) -> No
     assert planned_epochs(auto) == 6  # CFG trains in fp32
     history = fit(_model(), load_split(data_dir, train=True), auto.model_copy(update={"batch_size": 300}))
     assert [r.epoch for r in history] == [1, 2, 3, 4, 5, 6]
+
+
+def test_convs_the_onednn_bug_reaches_are_found_and_run_in_plain_layout_inside_channels_last() -> None:
+    """A narrow (or pruned) ResNet's strided 1×1 shortcuts are routed to the plain layout while
+    the model borrows channels_last on the CPU, and given back as they came."""
+    narrow, wide = build_model("resnet20", {"width": 4}), build_model("resnet20", {"width": 16})
+    unsafe = onednn_unsafe_convs(narrow)
+    assert [conv.in_channels for conv in unsafe] == [4, 8]  # the two downsampling shortcuts
+    assert onednn_unsafe_convs(wide) == [] and onednn_unsafe_convs(build_model("cnn", {})) == []
+    x = torch.randn(2, 3, 32, 32)
+    with channels_last(narrow, CPU):
+        assert all(conv.weight.stride()[1] == 1 for conv in unsafe)  # plain (O, I, 1, 1) strides
+        assert narrow.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+        assert not narrow.conv1.weight.is_contiguous()
+        seen = []
+        handle = unsafe[0].register_forward_hook(lambda _, args, out: seen.append(args[0].is_contiguous()))
+        narrow(x.contiguous(memory_format=torch.channels_last))
+        handle.remove()
+        assert seen == [True]
+    assert not unsafe[0]._forward_pre_hooks and narrow.conv1.weight.is_contiguous()
+
+
+def test_a_strided_1x1_conv_narrower_than_a_onednn_block_trains_right_in_channels_last() -> None:
+    """oneDNN issue #6035: without the routing above, this loop hung every time on an AVX2 CPU
+    with 2 threads (and the issue reports crashes with AVX-512, wrong gradients elsewhere). Run
+    in a child process so that a hang fails the test instead of stalling the suite."""
+    script = """
+import torch
+from prunelab.device import CPU, channels_last
+torch.set_num_threads(2)
+torch.manual_seed(0)
+conv = torch.nn.Conv2d(4, 8, 1, 2, bias=False)
+exact = torch.nn.Conv2d(4, 8, 1, 2, bias=False).double()
+exact.weight.data.copy_(conv.weight.data)
+worst = 0.0
+with channels_last(conv, CPU):
+    for _ in range(10):
+        x = torch.randn(32, 4, 32, 32).contiguous(memory_format=torch.channels_last)
+        conv.weight.grad = exact.weight.grad = None
+        conv(x).square().sum().backward()
+        exact(x.double().contiguous()).square().sum().backward()
+        gap = (conv.weight.grad.double() - exact.weight.grad).abs().max() / exact.weight.grad.abs().max()
+        worst = max(worst, gap.item())
+print(worst)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert float(done.stdout) < 1e-5

@@ -134,7 +134,36 @@ def channels_last(model: nn.Module, device: torch.device) -> Iterator[nn.Module]
         and not weights[0].is_contiguous()
     )
     model.to(device).to(memory_format=torch.channels_last)
+    hooks = [_run_in_nchw(conv) for conv in onednn_unsafe_convs(model)] if device.type == "cpu" else []
     try:
         yield model
     finally:
+        for hook in hooks:
+            hook.remove()
         model.to(home).to(memory_format=torch.channels_last if was_channels_last else torch.contiguous_format)
+
+
+# oneDNN's CPU kernel for the weight gradient of a strided 1×1 conv in channels_last, when the
+# conv has fewer input channels than one register block (8 with AVX2, 16 with AVX-512), writes
+# past its workspace: it hangs, crashes or returns wrong gradients (oneDNN issue #6035, open in
+# torch 2.15). A CIFAR ResNet's shortcut is such a conv once it is narrow or pruned narrow.
+ONEDNN_IC_BLOCK = 16
+
+
+def onednn_unsafe_convs(model: nn.Module) -> list[nn.Conv2d]:
+    """The convs that the oneDNN bug above reaches in channels_last on a CPU."""
+    return [
+        m
+        for m in model.modules()
+        if isinstance(m, nn.Conv2d)
+        and m.kernel_size == (1, 1)
+        and max(m.stride) > 1
+        and m.in_channels // m.groups < ONEDNN_IC_BLOCK
+    ]
+
+
+def _run_in_nchw(conv: nn.Conv2d) -> torch.utils.hooks.RemovableHandle:
+    """Route `conv` to oneDNN's plain-layout kernel, which is right: PyTorch picks channels_last
+    when either the input or the weight is, so both go back to the plain layout."""
+    conv.weight.data = conv.weight.data.clone(memory_format=torch.contiguous_format)
+    return conv.register_forward_pre_hook(lambda _, args: (args[0].contiguous(), *args[1:]))
