@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch.nn.utils import prune as tprune
 
 from prunelab.data import Split, load_split, random_crop_flip
 from prunelab.device import CPU, channels_last, onednn_unsafe_convs
@@ -244,21 +245,22 @@ def test_auto_epochs_follow_the_precision_training_runs_in(data_dir: Path) -> No
 
 def test_convs_the_onednn_bug_reaches_are_found_and_run_in_plain_layout_inside_channels_last() -> None:
     """A narrow (or pruned) ResNet's strided 1×1 shortcuts are routed to the plain layout while
-    the model borrows channels_last on the CPU, and given back as they came."""
+    the model borrows channels_last on the CPU, and given back as they came; a weight computed
+    by torch's pruning parametrisation (gradual pruning trains with it) too."""
     narrow, wide = build_model("resnet20", {"width": 4}), build_model("resnet20", {"width": 16})
     unsafe = onednn_unsafe_convs(narrow)
     assert [conv.in_channels for conv in unsafe] == [4, 8]  # the two downsampling shortcuts
     assert onednn_unsafe_convs(wide) == [] and onednn_unsafe_convs(build_model("cnn", {})) == []
-    x = torch.randn(2, 3, 32, 32)
+    tprune.random_unstructured(unsafe[1], "weight", amount=0.5)  # weight = weight_orig * weight_mask
+    inputs = []
+    for conv in unsafe:
+        conv.register_forward_hook(lambda conv, args, out: inputs.append((args[0], conv.weight)))
     with channels_last(narrow, CPU):
-        assert all(conv.weight.stride()[1] == 1 for conv in unsafe)  # plain (O, I, 1, 1) strides
         assert narrow.conv1.weight.is_contiguous(memory_format=torch.channels_last)
         assert not narrow.conv1.weight.is_contiguous()
-        seen = []
-        handle = unsafe[0].register_forward_hook(lambda _, args, out: seen.append(args[0].is_contiguous()))
-        narrow(x.contiguous(memory_format=torch.channels_last))
-        handle.remove()
-        assert seen == [True]
+        narrow(torch.randn(2, 3, 32, 32).contiguous(memory_format=torch.channels_last))
+        # the plain layout: a (O, I, 1, 1) weight's strides are (I, 1, 1, 1), not (I, 1, I, I)
+        assert [(x.is_contiguous(), w.stride()[2:]) for x, w in inputs] == [(True, (1, 1))] * 2
     assert not unsafe[0]._forward_pre_hooks and narrow.conv1.weight.is_contiguous()
 
 

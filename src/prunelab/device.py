@@ -164,6 +164,9 @@ def onednn_unsafe_convs(model: nn.Module) -> list[nn.Conv2d]:
 
 def _run_in_nchw(conv: nn.Conv2d) -> torch.utils.hooks.RemovableHandle:
     """Route `conv` to oneDNN's plain-layout kernel, which is right: PyTorch picks channels_last
-    when either the input or the weight is, so both go back to the plain layout."""
-    conv.weight.data = conv.weight.data.clone(memory_format=torch.contiguous_format)
+    when either the input or the weight is, so both go back to the plain layout. The weight may
+    be computed (weight_orig * weight_mask while gradual pruning trains), so its sources do too."""
+    for tensor in [*conv.parameters(recurse=False), *conv.buffers(recurse=False)]:
+        if tensor.dim() == 4:  # clone: a (O, I, 1, 1) tensor counts as contiguous in either layout
+            tensor.data = tensor.data.clone(memory_format=torch.contiguous_format)
     return conv.register_forward_pre_hook(lambda _, args: (args[0].contiguous(), *args[1:]))
