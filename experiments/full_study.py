@@ -16,7 +16,7 @@ baselines and the two architectures agree, and on how many baselines the report'
 (git-ignored), which shares this workspace's DVC cache and runs its own code. Stopped at any
 point (a session's end, Ctrl-C), the same command resumes where it stopped: the experiment runs
 in the clone's workspace, so `dvc exp run` skips every stage that finished there, and a training
-cut short resumes from its last epoch. (A --temp experiment would start over: DVC keeps no
+cut short resumes from its last epoch; a second `run` while one runs says so and exits. (A --temp experiment would start over: DVC keeps no
 run-cache for a stage with a git-tracked output that is not a metric or plot, as the sweep's are.)
 A finished experiment's ref is pushed here (`dvc exp show` lists it), its files copied into
 docs/results/full-study/ARCH, and its clone removed. Architectures already copied are skipped
@@ -26,7 +26,9 @@ docs/results/full-study/ARCH, and its clone removed. Architectures already copie
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
+import fcntl
 import json
 import os
 import shlex
@@ -35,6 +37,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 import yaml
@@ -79,29 +82,51 @@ def run(archs: list[str]) -> None:
         out = FOLDER / arch
         if out.is_dir():
             continue
-        clone = _clone(arch)
-        head = _in(clone, "git", "rev-parse", "HEAD")
-        ran = session(f"uv run python experiments/full_study.py run --archs {' '.join(archs)}", head)
-        ref = f"refs/exps/{head[:2]}/{head[2:]}/full-{arch}"
-        if not _in(clone, "git", "for-each-ref", ref):
-            _attempt(arch, clone)
-        attempts = _attempts(clone)
-        record["runs"][arch] = sum(a["seconds"] for a in attempts)
-        record.setdefault("attempts", {})[arch] = len(attempts)
-        _in(clone, "git", "push", "-q", "origin", f"{ref}:{ref}")  # `dvc exp show` here lists it
-        sweep = yaml.safe_load(git("show", f"{ref}:params.yaml"))["sweep"]
-        points = {f"{m}-{p}.json" for m in sweep["methods"] for p in sweep["points"]} | {"dense.json"}
-        files = [p for p in git("ls-tree", "-r", "--name-only", ref).splitlines() if kept(p, points)]
-        staging = FOLDER / f".{arch}.partial"  # renamed into place whole
-        shutil.rmtree(staging, ignore_errors=True)
-        for path in files:
-            (staging / path).parent.mkdir(parents=True, exist_ok=True)
-            (staging / path).write_text(git("show", f"{ref}:{path}") + "\n")
-        staging.rename(out)
-        if ran not in record["sessions"]:
-            record["sessions"].append(ran)
-        study.write_text(json.dumps(record, indent=2) + "\n")
-        shutil.rmtree(clone)  # its outputs are in the shared cache, its experiment here
+        with _sole_runner(arch):
+            _run_one(arch, archs, out, record, study)
+
+
+@contextlib.contextmanager
+def _sole_runner(arch: str) -> Iterator[None]:
+    """One `run` per architecture at a time: a second one in the same clone would race the first
+    for its workspace. The kernel drops the lock when the process ends, killed or not."""
+    CLONES.mkdir(parents=True, exist_ok=True)
+    with (CLONES / f".{arch}.lock").open("w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            sys.exit(
+                f"{arch}: another `full_study.py run` is running its experiment in {CLONES / arch}; "
+                "wait for it to end (or stop it), then run this again"
+            )
+        yield
+
+
+def _run_one(arch: str, archs: list[str], out: Path, record: dict, study: Path) -> None:
+    """Run or resume ARCH's experiment, then copy what the page reads into `out`."""
+    clone = _clone(arch)
+    head = _in(clone, "git", "rev-parse", "HEAD")
+    ran = session(f"uv run python experiments/full_study.py run --archs {' '.join(archs)}", head)
+    ref = f"refs/exps/{head[:2]}/{head[2:]}/full-{arch}"
+    if not _in(clone, "git", "for-each-ref", ref):
+        _attempt(arch, clone)
+    attempts = _attempts(clone)
+    record["runs"][arch] = sum(a["seconds"] for a in attempts)
+    record.setdefault("attempts", {})[arch] = len(attempts)
+    _in(clone, "git", "push", "-q", "origin", f"{ref}:{ref}")  # `dvc exp show` here lists it
+    sweep = yaml.safe_load(git("show", f"{ref}:params.yaml"))["sweep"]
+    points = {f"{m}-{p}.json" for m in sweep["methods"] for p in sweep["points"]} | {"dense.json"}
+    files = [p for p in git("ls-tree", "-r", "--name-only", ref).splitlines() if kept(p, points)]
+    staging = FOLDER / f".{arch}.partial"  # renamed into place whole
+    shutil.rmtree(staging, ignore_errors=True)
+    for path in files:
+        (staging / path).parent.mkdir(parents=True, exist_ok=True)
+        (staging / path).write_text(git("show", f"{ref}:{path}") + "\n")
+    staging.rename(out)
+    if ran not in record["sessions"]:
+        record["sessions"].append(ran)
+    study.write_text(json.dumps(record, indent=2) + "\n")
+    shutil.rmtree(clone)  # its outputs are in the shared cache, its experiment here
 
 
 def _in(folder: Path, *args: str) -> str:

@@ -9,6 +9,7 @@ the first stage.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -93,6 +94,13 @@ def test_an_interrupted_experiment_resumes_in_its_clone(
         full_study, "command", lambda arch: ["dvc", "exp", "run", "-n", f"full-{arch}", "-S", "x=2"]
     )
     cached = len(list((root / ".dvc/cache").rglob("*")))
+
+    (root / ".prunelab/full-study").mkdir(parents=True)
+    with (root / ".prunelab/full-study/.cnn.lock").open("w") as held:  # as a running `run` holds it
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(SystemExit, match="is running its experiment in"):
+            full_study.run(["cnn"])
+    assert counts.read_text().count("run") == 1 and not (root / ".prunelab/full-study/cnn").exists()
 
     sentinel.touch()
     with pytest.raises(SystemExit, match="run the same command again"):
