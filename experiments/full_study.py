@@ -16,8 +16,9 @@ baselines and the two architectures agree, and on how many baselines the report'
 (git-ignored), which shares this workspace's DVC cache and runs its own code. Stopped at any
 point (a session's end, Ctrl-C), the same command resumes where it stopped: the experiment runs
 in the clone's workspace, so `dvc exp run` skips every stage that finished there, and a training
-cut short resumes from its last epoch; a second `run` while one runs says so and exits. (A --temp experiment would start over: DVC keeps no
-run-cache for a stage with a git-tracked output that is not a metric or plot, as the sweep's are.)
+cut short resumes from its last epoch; a second `run` while one runs says so and exits. (A
+--temp experiment would start over: DVC keeps no run-cache for a stage with a git-tracked
+output that is not a metric or plot, as the sweep's are.)
 A finished experiment's ref is pushed here (`dvc exp show` lists it), its files copied into
 docs/results/full-study/ARCH, and its clone removed. Architectures already copied are skipped
 (delete the folder to run one again). It takes hours on a 2-core CPU, most of them fine-tuning.
