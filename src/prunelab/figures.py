@@ -255,7 +255,7 @@ def _budget_lines(root: Path, recovery: str) -> list[str]:
         return []
     proxies = study.proxy_taus(root)
     free = "".join(f", {PROXY_NAMES.get(proxy, proxy)} at {tau:.2f}" for proxy, tau in proxies.items())
-    longest = _epochs(study.longest)
+    longest = counted(study.longest, "epoch")
     separated = study.separated()
     by = f"fine-tuning for {longest}"
     if not separated:
@@ -266,13 +266,13 @@ def _budget_lines(root: Path, recovery: str) -> list[str]:
         cheapest = study.cheapest_faithful()
         verdict = f"not faithful: it orders some of the {len(separated)} pairs that {by} separates beyond noise the other way"
         verdict += (
-            f"; the cheapest faithful budget the study ran is {_epochs(cheapest)}"
+            f"; the cheapest faithful budget the study ran is {counted(cheapest, 'epoch')}"
             if cheapest is not None
             else ""
         )
     return [
         "",
-        f"How far this fine-tuning budget ({_epochs(budget)}) ranks the methods like {longest}, "
+        f"How far this fine-tuning budget ({counted(budget, 'epoch')}) ranks the methods like {longest}, "
         f"from the study [docs/results/finetune-budget.md](docs/results/finetune-budget.md) at "
         f"{', '.join(study.record['points'])} (Kendall's τ, mean over the points): {study.mean_tau(budget):.2f}; "
         f"two seeds of {longest} agree at {study.mean_seed_tau():.2f}{free}. By the study's rule this budget is "
@@ -310,13 +310,9 @@ def _full_study_lines(root: Path) -> list[str]:
     return [
         "",
         f"Whether the ranking holds ([docs/results/full-study.md](docs/results/full-study.md): "
-        f"every method fine-tuned {_epochs(sweep['finetune_epochs'])} with {sweep['trained_seeds']} seeds "
+        f"every method fine-tuned {counted(sweep['finetune_epochs'], 'epoch')} with {sweep['trained_seeds']} seeds "
         f"at {', '.join(points)}): " + "; ".join(per_arch + across) + ".",
     ]
-
-
-def _epochs(budget: float) -> str:
-    return f"{budget:g} epoch" + ("s" if budget > 1 else "")
 
 
 PROXY_NAMES = {"none": "one-shot", "bn_recalibration": "BatchNorm recalibration"}
