@@ -4,9 +4,9 @@ The full comparison of one architecture is one experiment, `dvc exp run -S profi
 (conf/profile/full.yaml): three baselines (train.seed 0, and the replicates 1 and 2, each
 trained and compared as the baseline is), every method at 2x and 4x fine-tuned for 1 epoch with
 three seeds, without random floors (the ranking is its question). This script runs it for `cnn`
-(the default) and `resnet20`, each in a clone of the last commit (below), copies what each experiment committed (its
-params, the report's verdicts, the baselines' and the points' metrics, not the per-image files)
-and renders docs/results/full-study.md: the fine-tuned ranking on each baseline, how far the
+(the default) and `resnet20`, each in a clone of the last commit (below), copies what each
+experiment committed (its params, the report's verdicts, the baselines' and the points'
+metrics, not the per-image files) and renders docs/results/full-study.md: the fine-tuned ranking on each baseline, how far the
 baselines and the two architectures agree, and on how many baselines the report's verdicts hold.
 
     uv run python experiments/full_study.py run [--archs cnn resnet20]
