@@ -6,8 +6,9 @@ trained and compared as the baseline is), every method at 2x and 4x fine-tuned f
 three seeds, without random floors (the ranking is its question). This script runs it for `cnn`
 (the default) and `resnet20`, each in a clone of the last commit (below), copies what each
 experiment committed (its params, the report's verdicts, the baselines' and the points'
-metrics, not the per-image files) and renders docs/results/full-study.md: the fine-tuned ranking on each baseline, how far the
-baselines and the two architectures agree, and on how many baselines the report's verdicts hold.
+metrics, not the per-image files) and renders docs/results/full-study.md: the fine-tuned
+ranking on each baseline, how far the baselines and the two architectures agree, and on how
+many baselines the report's verdicts hold.
 
     uv run python experiments/full_study.py run [--archs cnn resnet20]
     uv run python experiments/full_study.py page [--check]
