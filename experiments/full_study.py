@@ -241,6 +241,10 @@ def render() -> str:
         minutes += f" in {attempts} attempts" if attempts > 1 else ""  # resumed after an interruption
         flags = " ".join(f"-S {shlex.quote(o)}" for o in overrides(arch))
         lines.append(f"| {arch} | `dvc exp run {flags} report` | {minutes} |")
+    for arch in study.pending:  # its leg takes hours, over several sessions
+        lines.append(
+            f"| {arch} | not yet run: `uv run python experiments/full_study.py run --archs {arch}` | |"
+        )
     for arch in archs:
         baselines = study.baselines(arch)
         first = baselines[0]
@@ -299,11 +303,11 @@ def render() -> str:
             lines.append(
                 f"- {names[kind]}: {beyond} beyond the noise, {on_all} of them on all {len(baselines)} baselines"
             )
+    if len(archs) > 1 or study.pending:
+        lines += ["", "## Across architectures"]
     if len(archs) > 1:
         reference = archs[0]
         lines += [
-            "",
-            "## Across architectures",
             "",
             f"Kendall's τ of each architecture's ranking (means over its baselines) against {reference}'s, over "
             "the methods both ran, and the pairs it orders the other way (its better one first):",
@@ -317,6 +321,12 @@ def render() -> str:
                 agreement = study.arch_agreement(arch, reference, point)
                 flips = ", ".join(f"{b} > {a}" for a, b in agreement.flips) or "none"
                 lines.append(f"| {arch} | {point} | {agreement.tau:.2f} | {flips} |")
+    if study.pending:
+        lines += [
+            "",
+            f"Not yet run: {' and '.join(study.pending)}. This section compares each architecture once its "
+            "experiment has run.",
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -246,14 +246,15 @@ def test_the_recovery_gains_follow_the_figures(tmp_path: Path) -> None:
     assert gain == pytest.approx(2.0) and not beyond  # one kd seed measures no spread
 
 
-def test_the_full_study_reads_each_baseline_and_architecture(tmp_path: Path) -> None:
-    """Its files where dvc.yaml and comparison/dvc.yaml write them; agreement and holding
-    computed from them."""
+FULL_STUDY_ACCURACIES = {  # arch: {baseline: {method: fine-tuned accuracy at 2x}}
+    "cnn": {0: {"a": 0.9, "b": 0.8, "c": 0.7}, 1: {"a": 0.9, "b": 0.6, "c": 0.7}},
+    "resnet20": {0: {"a": 0.5, "b": 0.6, "c": 0.4}, 1: {"a": 0.5, "b": 0.6, "c": 0.4}},
+}
+
+
+def write_full_study(tmp_path: Path, accuracies: dict[str, dict[int, dict[str, float]]]) -> None:
+    """What experiments/full_study.py copies of each architecture's experiment, and study.json."""
     folder = tmp_path / FULL_STUDY
-    accuracies = {  # arch: {baseline: {method: fine-tuned accuracy at 2x}}
-        "cnn": {0: {"a": 0.9, "b": 0.8, "c": 0.7}, 1: {"a": 0.9, "b": 0.6, "c": 0.7}},
-        "resnet20": {0: {"a": 0.5, "b": 0.6, "c": 0.4}, 1: {"a": 0.5, "b": 0.6, "c": 0.4}},
-    }
     for arch, by_baseline in accuracies.items():
         root = folder / arch
         (root / "report").mkdir(parents=True)
@@ -266,6 +267,7 @@ def test_the_full_study_reads_each_baseline_and_architecture(tmp_path: Path) -> 
                 "random_floor": arch == "cnn",  # the full profile runs none
                 "finetune_epochs": 1.0,
                 "trained_seeds": 3,
+                "val_images": 2500,
             },
         }
         (root / "params.yaml").write_text(json.dumps(params))
@@ -284,9 +286,22 @@ def test_the_full_study_reads_each_baseline_and_architecture(tmp_path: Path) -> 
             {"outcome": "within noise", "holds_on": 2},
         ]
         best = [{"verdict": {"outcome": "above"}, "holds_on": 2}, {"verdict": None, "holds_on": 2}]
-        verdicts = {"baselines": 2, "against_random_floor": floor, "best_at_budget": best}
+        verdicts = {
+            "baselines": 2,
+            "correction": "holm",
+            "family_size": 5,
+            "provenance": None,
+            "against_random_floor": floor,
+            "best_at_budget": best,
+        }
         (root / "report/verdicts.json").write_text(json.dumps(verdicts))
-    (folder / "study.json").write_text(json.dumps({"archs": ["cnn", "resnet20"], "runs": {}, "sessions": []}))
+    (folder / "study.json").write_text(json.dumps({"archs": list(accuracies), "runs": {}, "sessions": []}))
+
+
+def test_the_full_study_reads_each_baseline_and_architecture(tmp_path: Path) -> None:
+    """Its files where dvc.yaml and comparison/dvc.yaml write them; agreement and holding
+    computed from them."""
+    write_full_study(tmp_path, FULL_STUDY_ACCURACIES)
     study = load_full_study(tmp_path)
     assert study is not None and study.archs == ["cnn", "resnet20"] and study.baselines("cnn") == [0, 1]
     assert study.baseline_acc("cnn", 1) == pytest.approx(0.92)
@@ -305,6 +320,38 @@ def test_the_full_study_reads_each_baseline_and_architecture(tmp_path: Path) -> 
     assert "cnn's 2 baselines rank them like train.seed 0's at mean τ 0.33" in line
     assert "1 of its 1 best-at-budget verdicts beyond noise hold on all of them" in line
     assert f"resnet20 ranks them like cnn at τ {across.tau:.2f} at 2x" in line
+
+
+def test_an_architecture_still_to_run_is_named_not_compared(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While resnet20's leg runs (hours, over several sessions), the page and the README show
+    the cnn's results and say that resnet20 has not run, instead of comparing the two."""
+    write_full_study(tmp_path, FULL_STUDY_ACCURACIES)
+    shutil.rmtree(tmp_path / FULL_STUDY / "resnet20")  # requested in study.json, not yet copied
+    study = load_full_study(tmp_path)
+    assert study is not None and study.archs == ["cnn"] and study.pending == ["resnet20"]
+    line = _full_study_lines(tmp_path)[1]
+    assert line.endswith("hold on all of them; resnet20 not yet run.") and "ranks them like cnn" not in line
+
+    monkeypatch.syspath_prepend(str(ROOT / "experiments"))
+    for name in ("common", "full_study"):  # benchmarks/ has a `common` too: import experiments' own
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    import full_study
+
+    monkeypatch.setattr(full_study, "ROOT", tmp_path)
+    page = full_study.render()
+    assert "## cnn" in page and "## resnet20" not in page
+    assert (
+        "| resnet20 | not yet run: `uv run python experiments/full_study.py run --archs resnet20` |" in page
+    )
+    across = page[page.index("## Across architectures") :]
+    assert "Not yet run: resnet20." in across and "| τ |" not in across
+
+    write_full_study(tmp_path / "both", FULL_STUDY_ACCURACIES)  # once it has run: compared, nothing pending
+    monkeypatch.setattr(full_study, "ROOT", tmp_path / "both")
+    page = full_study.render()
+    assert "## resnet20" in page and "| resnet20 | 2x |" in page and "not yet run" not in page
 
 
 def test_the_budget_study_calls_faithful_what_orders_the_separated_pairs_alike(tmp_path: Path) -> None:

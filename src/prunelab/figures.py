@@ -307,11 +307,12 @@ def _full_study_lines(root: Path) -> list[str]:
     ]
     if not per_arch and not across:
         return []
+    pending = [f"{' and '.join(study.pending)} not yet run"] if study.pending else []
     return [
         "",
         f"Whether the ranking holds ([docs/results/full-study.md](docs/results/full-study.md): "
         f"every method fine-tuned {counted(sweep['finetune_epochs'], 'epoch')} with {sweep['trained_seeds']} seeds "
-        f"at {', '.join(points)}): " + "; ".join(per_arch + across) + ".",
+        f"at {', '.join(points)}): " + "; ".join(per_arch + across + pending) + ".",
     ]
 
 

@@ -396,6 +396,12 @@ class FullStudy:
     def archs(self) -> list[str]:
         return [a for a in self.record["archs"] if (self.folder / a / "params.yaml").is_file()]
 
+    @property
+    def pending(self) -> list[str]:
+        """The architectures whose experiment has not been copied here yet: not run, or still
+        running (it takes hours, over several sessions)."""
+        return [a for a in FULL_STUDY_ARCHS if a not in self.archs]
+
     def params(self, arch: str) -> dict[str, Any]:
         return yaml.safe_load((self.folder / arch / "params.yaml").read_text())
 
