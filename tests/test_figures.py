@@ -277,8 +277,9 @@ def write_full_study(tmp_path: Path, accuracies: dict[str, dict[int, dict[str, f
             sweep.mkdir(parents=True, exist_ok=True)
             train.mkdir(parents=True, exist_ok=True)
             (train / "train.json").write_text(json.dumps({"val_acc": 0.91 + seed / 100}))
+            (sweep / "dense.json").write_text(json.dumps({"val_acc": 0.85}))  # on the points' images
             for method, acc in methods.items():
-                point = {"recovery": {"finetune": {"val_acc": acc}}}
+                point = {"macs_speedup": 2.0, "recovery": {"finetune": {"val_acc": acc}}}
                 (sweep / f"{method}-2x.json").write_text(json.dumps(point))
         floor = [
             {"outcome": "above", "holds_on": 2},
@@ -342,6 +343,15 @@ def test_an_architecture_still_to_run_is_named_not_compared(
     monkeypatch.setattr(full_study, "ROOT", tmp_path)
     page = full_study.render()
     assert "## cnn" in page and "## resnet20" not in page
+    table = page[page.index("| method | 2x: MACs ÷ | baseline 0 | baseline 1 |") :]
+    assert (
+        table.index("| dense, the same images | 1.00 | 0.8500 | 0.8500 |")
+        < table.index(
+            "| a | 2.00 | 0.9000 | 0.9000 |"  # best first by the mean over baselines
+        )
+        < table.index("| b | 2.00 | 0.8000 | 0.6000 |")
+    )
+    assert "2 of 6 fine-tuned points score above their dense model" in page  # a, on both baselines
     assert (
         "| resnet20 | not yet run: `uv run python experiments/full_study.py run --archs resnet20` |" in page
     )

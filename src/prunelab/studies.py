@@ -419,14 +419,20 @@ class FullStudy:
     def baseline_acc(self, arch: str, seed: int) -> float:
         return read_json(self._under(arch, "", seed) / "train.json")["val_acc"]
 
+    def point(self, arch: str, seed: int, method: str, point: str) -> dict[str, Any]:
+        """One point's metrics on one baseline."""
+        return read_json(self._under(arch, "sweep", seed) / f"{method}-{point}.json")
+
     def finetuned(self, arch: str, seed: int, point: str) -> dict[str, float]:
         """{method: fine-tuned validation accuracy (mean over the seeds)} at `point` on one baseline."""
-        sweep = self._under(arch, "sweep", seed)
-        methods = self.params(arch)["sweep"]["methods"]
         return {
-            m: read_json(sweep / f"{m}-{point}.json")["recovery"][RANKING_RECOVERY]["val_acc"]
-            for m in methods
+            m: self.point(arch, seed, m, point)["recovery"][RANKING_RECOVERY]["val_acc"]
+            for m in self.params(arch)["sweep"]["methods"]
         }
+
+    def dense_acc(self, arch: str, seed: int) -> float:
+        """The dense model's accuracy on the points' images (the sweep's dense reference)."""
+        return read_json(self._under(arch, "sweep", seed) / "dense.json")["val_acc"]
 
     def mean_finetuned(self, arch: str, point: str) -> dict[str, float]:
         """Each method's accuracy at `point`, the mean over the baselines."""
