@@ -46,6 +46,7 @@ import yaml
 from common import ROOT, add_page_command, committed_head, git, session, write_or_check
 
 from prunelab.captions import counted, provenance_line
+from prunelab.comparison.verdicts import COSTS
 from prunelab.studies import FULL_STUDY, FULL_STUDY_ARCHS, FullStudy, load_full_study
 
 FOLDER = ROOT / FULL_STUDY
@@ -305,6 +306,14 @@ def render() -> str:
             lines.append(
                 f"- {names[kind]}: {beyond} beyond the noise, {on_all} of them on all {len(baselines)} baselines"
             )
+        for ranking in verdicts["best_at_budget"]:  # which, and where each holds
+            verdict = ranking.get("verdict") or {}
+            if verdict.get("outcome") in ("above", "below"):
+                lines.append(
+                    f"  - ≥ {ranking['budget']:g}× {COSTS[ranking['cost']][0]}: {verdict['a']} "
+                    f"{verdict['outcome']} {verdict['b']} (Holm p = {verdict['p_holm']:.2g}), on "
+                    f"{ranking['holds_on']} of {len(baselines)} baselines"
+                )
     if len(archs) > 1 or study.pending:
         lines += ["", "## Across architectures"]
     if len(archs) > 1:

@@ -286,7 +286,11 @@ def write_full_study(tmp_path: Path, accuracies: dict[str, dict[int, dict[str, f
             {"outcome": "above", "holds_on": 1},
             {"outcome": "within noise", "holds_on": 2},
         ]
-        best = [{"verdict": {"outcome": "above"}, "holds_on": 2}, {"verdict": None, "holds_on": 2}]
+        above = {"a": "a @ 2x, finetune", "b": "c @ 2x, finetune", "outcome": "above", "p_holm": 0.012}
+        best = [
+            {"cost": "macs_speedup", "budget": 2.0, "verdict": above, "holds_on": 2},
+            {"cost": "macs_speedup", "budget": 3.0, "verdict": None, "holds_on": 2},
+        ]
         verdicts = {
             "baselines": 2,
             "correction": "holm",
@@ -352,6 +356,10 @@ def test_an_architecture_still_to_run_is_named_not_compared(
         < table.index("| b | 2.00 | 0.8000 | 0.6000 |")
     )
     assert "2 of 6 fine-tuned points score above their dense model" in page  # a, on both baselines
+    assert (
+        "  - ≥ 2× fewer MACs once compacted: a @ 2x, finetune above c @ 2x, finetune (Holm p = 0.012), "
+        "on 2 of 2 baselines\n"
+    ) in page
     assert (
         "| resnet20 | not yet run: `uv run python experiments/full_study.py run --archs resnet20` |" in page
     )
