@@ -350,8 +350,9 @@ def accuracy_table(study: FullStudy, arch: str) -> list[str]:
     points = [str(p) for p in study.params(arch)["sweep"]["points"]]
     accuracy = {(s, p): study.finetuned(arch, s, p) for s in baselines for p in points}
     mean_first = study.mean_finetuned(arch, points[0])
+    dense_acc = {s: study.dense_acc(arch, s) for s in baselines}  # read once, used per point
     header = " | ".join(f"{p}: MACs ÷ | " + " | ".join(f"baseline {s}" for s in baselines) for p in points)
-    dense = " | ".join(f"{study.dense_acc(arch, s):.4f}" for s in baselines)
+    dense = " | ".join(f"{dense_acc[s]:.4f}" for s in baselines)
     rows = ["| dense, the same images | " + " | ".join(f"1.00 | {dense}" for _ in points) + " |"]
     for method in sorted(mean_first, key=mean_first.get, reverse=True):
         cells = []
@@ -359,9 +360,7 @@ def accuracy_table(study: FullStudy, arch: str) -> list[str]:
             cells.append(f"{study.point(arch, baselines[0], method, p)['macs_speedup']:.2f}")
             cells += [f"{accuracy[(s, p)][method]:.4f}" for s in baselines]
         rows.append(f"| {method} | " + " | ".join(cells) + " |")
-    above = sum(
-        acc > study.dense_acc(arch, s) for (s, _), by_method in accuracy.items() for acc in by_method.values()
-    )
+    above = sum(acc > dense_acc[s] for (s, _), by_method in accuracy.items() for acc in by_method.values())
     caveat = (
         [
             "",
