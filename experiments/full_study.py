@@ -164,7 +164,9 @@ def _clone(arch: str) -> Path:
         if value:
             _in(staging, "git", "config", key, value)
     _in(staging, "dvc", "cache", "dir", "--local", cache)
-    _in(staging, "dvc", "checkout", "--quiet")  # the data and checkpoints its commit names
+    # The data and checkpoints its commit names, those the cache holds: on a fresh machine it
+    # holds none, and the experiment rebuilds what is missing.
+    _in(staging, "dvc", "checkout", "--quiet", "--allow-missing")
     staging.rename(clone)
     return clone
 
