@@ -45,7 +45,7 @@ from pathlib import Path, PurePosixPath
 import yaml
 from common import ROOT, add_page_command, committed_head, git, session, write_or_check
 
-from prunelab.captions import counted, provenance_line
+from prunelab.captions import counted, provenance_line, setting
 from prunelab.comparison.verdicts import COSTS
 from prunelab.studies import FULL_STUDY, FULL_STUDY_ARCHS, FullStudy, load_full_study
 
@@ -235,19 +235,21 @@ def render() -> str:
         + " validation images"
         + (", its floor likewise:" if sweep["random_floor"] else ", without random floors:"),
         "",
-        "| architecture | command | minutes |",
-        "|---|---|---|",
+        "| architecture | command | made on | minutes |",
+        "|---|---|---|---|",
     ]
+    settings = {arch: _made_on(study, arch) for arch in archs}
     for arch in archs:
         seconds = study.record["runs"].get(arch)
         minutes = f"{seconds / 60:.0f}" if seconds is not None else "not recorded"
         attempts = study.record.get("attempts", {}).get(arch, 1)
         minutes += f" in {attempts} attempts" if attempts > 1 else ""  # resumed after an interruption
         flags = " ".join(f"-S {shlex.quote(o)}" for o in overrides(arch))
-        lines.append(f"| {arch} | `dvc exp run {flags} report` | {minutes} |")
+        made_on = f"{settings[arch]}; {_threads(study, arch)}"
+        lines.append(f"| {arch} | `dvc exp run {flags} report` | {made_on} | {minutes} |")
     for arch in study.pending:  # its leg takes hours, over several sessions
         lines.append(
-            f"| {arch} | not yet run: `uv run python experiments/full_study.py run --archs {arch}` | |"
+            f"| {arch} | not yet run: `uv run python experiments/full_study.py run --archs {arch}` | | |"
         )
     for arch in archs:
         baselines = study.baselines(arch)
@@ -334,6 +336,13 @@ def render() -> str:
                 agreement = study.arch_agreement(arch, reference, point)
                 flips = ", ".join(f"{b} > {a}" for a, b in agreement.flips) or "none"
                 lines.append(f"| {arch} | {point} | {agreement.tau:.2f} | {flips} |")
+        if len(set(settings.values())) > 1:  # each leg ran where and when a session could run it
+            lines += [
+                "",
+                "The architectures' experiments ran in different settings: "
+                + "; ".join(f"{arch} on {settings[arch]}" for arch in archs)
+                + ". Their rankings differ in these too, not only in architecture.",
+            ]
     if study.pending:
         lines += [
             "",
@@ -341,6 +350,21 @@ def render() -> str:
             "experiment has run.",
         ]
     return "\n".join(lines) + "\n"
+
+
+def _made_on(study: FullStudy, arch: str) -> str:
+    """The kind of machine, precision and epochs ARCH's baselines and points were made with;
+    each where they differ."""
+    kinds = {setting(p, threads=False) for p in study.provenances(arch)}
+    return " and ".join(sorted(kinds)) or "not recorded"
+
+
+def _threads(study: FullStudy, arch: str) -> str:
+    """The threads ARCH's files were made with: fewer where a stage shared the cores."""
+    used = sorted({p["threads"] for p in study.provenances(arch)})
+    if len(used) > 1:
+        return f"{used[0]}–{used[-1]} threads"
+    return counted(used[0], "thread") if used else "threads not recorded"
 
 
 def accuracy_table(study: FullStudy, arch: str) -> list[str]:

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -252,8 +253,24 @@ FULL_STUDY_ACCURACIES = {  # arch: {baseline: {method: fine-tuned accuracy at 2x
 }
 
 
-def write_full_study(tmp_path: Path, accuracies: dict[str, dict[int, dict[str, float]]]) -> None:
-    """What experiments/full_study.py copies of each architecture's experiment, and study.json."""
+AMD_FP32 = {
+    "cpu": "AMD EPYC",
+    "cpu_flags": "avx2",
+    "gpu": "none",
+    "precision": "float32",
+    "threads": 2,
+    "epochs": 6,
+    "versions": {"torch": "2.15.0"},
+}
+
+
+def write_full_study(
+    tmp_path: Path,
+    accuracies: dict[str, dict[int, dict[str, float]]],
+    made_on: dict[tuple[str, int], dict] | None = None,
+) -> None:
+    """What experiments/full_study.py copies of each architecture's experiment, and study.json;
+    each baseline's files made on AMD_FP32 unless `made_on` names another for (arch, baseline)."""
     folder = tmp_path / FULL_STUDY
     for arch, by_baseline in accuracies.items():
         root = folder / arch
@@ -276,10 +293,17 @@ def write_full_study(tmp_path: Path, accuracies: dict[str, dict[int, dict[str, f
             train = root / "metrics" / ("" if seed == 0 else f"replicates/{seed}")
             sweep.mkdir(parents=True, exist_ok=True)
             train.mkdir(parents=True, exist_ok=True)
-            (train / "train.json").write_text(json.dumps({"val_acc": 0.91 + seed / 100}))
+            provenance = (made_on or {}).get((arch, seed), AMD_FP32)
+            (train / "train.json").write_text(
+                json.dumps({"val_acc": 0.91 + seed / 100, "provenance": provenance})
+            )
             (sweep / "dense.json").write_text(json.dumps({"val_acc": 0.85}))  # on the points' images
             for method, acc in methods.items():
-                point = {"macs_speedup": 2.0, "recovery": {"finetune": {"val_acc": acc}}}
+                point = {
+                    "macs_speedup": 2.0,
+                    "recovery": {"finetune": {"val_acc": acc}},
+                    "provenance": provenance,
+                }
                 (sweep / f"{method}-2x.json").write_text(json.dumps(point))
         floor = [
             {"outcome": "above", "holds_on": 2},
@@ -339,12 +363,7 @@ def test_an_architecture_still_to_run_is_named_not_compared(
     line = _full_study_lines(tmp_path)[1]
     assert line.endswith("hold on all of them; resnet20 not yet run.") and "ranks them like cnn" not in line
 
-    monkeypatch.syspath_prepend(str(ROOT / "experiments"))
-    for name in ("common", "full_study"):  # benchmarks/ has a `common` too: import experiments' own
-        monkeypatch.delitem(sys.modules, name, raising=False)
-    import full_study
-
-    monkeypatch.setattr(full_study, "ROOT", tmp_path)
+    full_study = _full_study_script(monkeypatch, tmp_path)
     page = full_study.render()
     assert "## cnn" in page and "## resnet20" not in page
     table = page[page.index("| method | 2x: MACs ÷ | baseline 0 | baseline 1 |") :]
@@ -363,6 +382,10 @@ def test_an_architecture_still_to_run_is_named_not_compared(
     assert (
         "| resnet20 | not yet run: `uv run python experiments/full_study.py run --archs resnet20` |" in page
     )
+    assert (
+        "| cnn | `dvc exp run -S profile=full report` | AMD EPYC (avx2), float32, baseline trained 6 epochs; 2 threads |"
+        in page
+    )
     across = page[page.index("## Across architectures") :]
     assert "Not yet run: resnet20." in across and "| τ |" not in across
 
@@ -370,6 +393,51 @@ def test_an_architecture_still_to_run_is_named_not_compared(
     monkeypatch.setattr(full_study, "ROOT", tmp_path / "both")
     page = full_study.render()
     assert "## resnet20" in page and "| resnet20 | 2x |" in page and "not yet run" not in page
+    assert "different settings" not in page  # both legs made on AMD_FP32
+
+
+def _full_study_script(monkeypatch: pytest.MonkeyPatch, root: Path) -> ModuleType:
+    """experiments/full_study.py, reading its study under `root`."""
+    monkeypatch.syspath_prepend(str(ROOT / "experiments"))
+    for name in ("common", "full_study"):  # benchmarks/ has a `common` too: import experiments' own
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    import full_study
+
+    monkeypatch.setattr(full_study, "ROOT", root)
+    return full_study
+
+
+def test_legs_made_in_different_settings_are_said_to_differ(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each architecture's leg runs where a session could run it: the page names each leg's
+    machine, precision and epochs, every one where a leg's files disagree, and says the
+    architectures differ in them too."""
+    xeon = {
+        **AMD_FP32,
+        "cpu": "Intel Xeon",
+        "cpu_flags": "avx512_bf16, amx",
+        "precision": "bfloat16",
+        "epochs": 10,
+    }
+    write_full_study(tmp_path, FULL_STUDY_ACCURACIES, made_on={("resnet20", 0): xeon, ("resnet20", 1): xeon})
+    page = _full_study_script(monkeypatch, tmp_path).render()
+    amd = "AMD EPYC (avx2), float32, baseline trained 6 epochs"
+    intel = "Intel Xeon (avx512_bf16, amx), bfloat16, baseline trained 10 epochs"
+    assert "| resnet20 | `dvc exp run -S profile=full" in page and f"| {intel}; 2 threads |" in page
+    assert (
+        f"The architectures' experiments ran in different settings: cnn on {amd}; resnet20 on {intel}. "
+        "Their rankings differ in these too, not only in architecture."
+    ) in page
+
+    write_full_study(tmp_path / "mixed", FULL_STUDY_ACCURACIES, made_on={("resnet20", 1): xeon})
+    page = _full_study_script(monkeypatch, tmp_path / "mixed").render()
+    assert f"resnet20 on {amd} and {intel}." in page  # its baseline 1 resumed on another machine
+
+    one_thread = {**AMD_FP32, "threads": 1}  # a stage that shared the cores: the same setting, slower
+    write_full_study(tmp_path / "shared", FULL_STUDY_ACCURACIES, made_on={("resnet20", 1): one_thread})
+    page = _full_study_script(monkeypatch, tmp_path / "shared").render()
+    assert f"| {amd}; 1–2 threads |" in page and "different settings" not in page
 
 
 def test_the_budget_study_calls_faithful_what_orders_the_separated_pairs_alike(tmp_path: Path) -> None:

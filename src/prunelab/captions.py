@@ -11,14 +11,19 @@ def provenance_line(provenance: dict[str, Any] | None) -> str:
     if not provenance:
         return "Provenance: not recorded."
     versions = ", ".join(f"{name} {version}" for name, version in provenance["versions"].items())
+    return f"Made on {setting(provenance)}; {versions}."
+
+
+def setting(provenance: dict[str, Any], threads: bool = True) -> str:
+    """The machine, precision, threads and baseline epochs a result was made with: what two
+    results compared side by side should share (but threads, which change only speed and the
+    last bits)."""
     gpu = f", GPU {provenance['gpu']}" if provenance["gpu"] != "none" else ""
+    threads_used = f", {counted(provenance['threads'], 'thread')}" if threads else ""
     epochs = (
         f", baseline trained {counted(provenance['epochs'], 'epoch')}" if provenance.get("epochs") else ""
     )
-    return (
-        f"Made on {provenance['cpu']} ({provenance['cpu_flags']}){gpu}, {provenance['precision']}, "
-        f"{counted(provenance['threads'], 'thread')}{epochs}; {versions}."
-    )
+    return f"{provenance['cpu']} ({provenance['cpu_flags']}){gpu}, {provenance['precision']}{threads_used}{epochs}"
 
 
 def counted(number: float, noun: str) -> str:

@@ -459,6 +459,21 @@ class FullStudy:
     def verdicts(self, arch: str) -> dict[str, Any]:
         return read_json(self.folder / arch / "report/verdicts.json")
 
+    def provenances(self, arch: str) -> list[dict[str, Any]]:
+        """Where each of ARCH's baselines and points was made (those that record it): a leg
+        resumed over several sessions may have run on more than one machine."""
+        sweep = self.params(arch)["sweep"]
+        files = [
+            *(read_json(self._under(arch, "", seed) / "train.json") for seed in self.baselines(arch)),
+            *(
+                self.point(arch, seed, method, str(point))
+                for seed in self.baselines(arch)
+                for method in sweep["methods"]
+                for point in sweep["points"]
+            ),
+        ]
+        return [f["provenance"] for f in files if f.get("provenance")]
+
     def holding(self, arch: str) -> dict[str, tuple[int, int]]:
         """{kind: (verdicts beyond the noise, of them those that hold on every baseline)} for the
         report's verdicts against the random floor (where it ran one) and of the best method at
