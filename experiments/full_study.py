@@ -45,7 +45,7 @@ from pathlib import Path, PurePosixPath
 import yaml
 from common import ROOT, add_page_command, committed_head, git, session, write_or_check
 
-from prunelab.captions import counted, provenance_line, setting
+from prunelab.captions import counted, provenance_line
 from prunelab.comparison.verdicts import COSTS
 from prunelab.studies import FULL_STUDY, FULL_STUDY_ARCHS, FullStudy, load_full_study
 
@@ -238,7 +238,7 @@ def render() -> str:
         "| architecture | command | made on | minutes |",
         "|---|---|---|---|",
     ]
-    settings = {arch: _made_on(study, arch) for arch in archs}
+    settings = {arch: study.made_on(arch) for arch in archs}
     for arch in archs:
         seconds = study.record["runs"].get(arch)
         minutes = f"{seconds / 60:.0f}" if seconds is not None else "not recorded"
@@ -350,13 +350,6 @@ def render() -> str:
             "experiment has run.",
         ]
     return "\n".join(lines) + "\n"
-
-
-def _made_on(study: FullStudy, arch: str) -> str:
-    """The kind of machine, precision and epochs ARCH's baselines and points were made with;
-    each where they differ."""
-    kinds = {setting(p, threads=False) for p in study.provenances(arch)}
-    return " and ".join(sorted(kinds)) or "not recorded"
 
 
 def _threads(study: FullStudy, arch: str) -> str:

@@ -430,6 +430,9 @@ def test_legs_made_in_different_settings_are_said_to_differ(
         "Their rankings differ in these too, not only in architecture."
     ) in page
 
+    line = _full_study_lines(tmp_path)[1]
+    assert f"resnet20 ranks them like cnn at τ 0.00 at 2x (cnn made on {amd}, resnet20 on {intel})." in line
+
     write_full_study(tmp_path / "mixed", FULL_STUDY_ACCURACIES, made_on={("resnet20", 1): xeon})
     page = _full_study_script(monkeypatch, tmp_path / "mixed").render()
     assert f"resnet20 on {amd} and {intel}." in page  # its baseline 1 resumed on another machine
@@ -438,6 +441,7 @@ def test_legs_made_in_different_settings_are_said_to_differ(
     write_full_study(tmp_path / "shared", FULL_STUDY_ACCURACIES, made_on={("resnet20", 1): one_thread})
     page = _full_study_script(monkeypatch, tmp_path / "shared").render()
     assert f"| {amd}; 1–2 threads |" in page and "different settings" not in page
+    assert "made on" not in _full_study_lines(tmp_path / "shared")[1]
 
 
 def test_the_budget_study_calls_faithful_what_orders_the_separated_pairs_alike(tmp_path: Path) -> None:

@@ -303,6 +303,11 @@ def _full_study_lines(root: Path) -> list[str]:
     across = [
         f"{arch} ranks them like {first} at τ "
         + ", ".join(f"{study.arch_agreement(arch, first, p).tau:.2f} at {p}" for p in points)
+        + (
+            ""
+            if study.made_on(arch) == study.made_on(first)
+            else f" ({first} made on {study.made_on(first)}, {arch} on {study.made_on(arch)})"
+        )
         for arch in others
     ]
     if not per_arch and not across:

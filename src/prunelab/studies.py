@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from prunelab.captions import counted
+from prunelab.captions import counted, setting
 from prunelab.comparison.verdicts import ALPHA, Scores, holm, load_point_scores, paired_test, rank_agreement
 from prunelab.io import read_json
 
@@ -473,6 +473,12 @@ class FullStudy:
             ),
         ]
         return [f["provenance"] for f in files if f.get("provenance")]
+
+    def made_on(self, arch: str) -> str:
+        """The kind of machine, precision and baseline epochs ARCH's files were made with, each
+        where they differ (threads aside: they change speed and the last bits only)."""
+        kinds = {setting(p, threads=False) for p in self.provenances(arch)}
+        return " and ".join(sorted(kinds)) or "not recorded"
 
     def holding(self, arch: str) -> dict[str, tuple[int, int]]:
         """{kind: (verdicts beyond the noise, of them those that hold on every baseline)} for the
