@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
 import prunelab.comparison.recovery
 import prunelab.comparison.sweep
@@ -19,6 +20,7 @@ from prunelab.comparison.controls import random_floor_masks, train_from_scratch
 from prunelab.comparison.recovery import budgeted, fine_tune, fit_masked, recalibrate_batchnorm, rewind_lr
 from prunelab.comparison.sweep import score_point
 from prunelab.cost_search import amount_for_cost
+from prunelab.coupling import zero_out_channels
 from prunelab.data import normalize, train_and_validation
 from prunelab.device import resolve_device
 from prunelab.errors import UserError
@@ -91,7 +93,8 @@ def test_fine_tuning_in_compacted_form_equals_fine_tuning_the_masked_model(train
     train, val, net, result, cfg = _pruned_for_one_epoch(trained, data_dir, "ln_structured")
     masked, compacted = copy.deepcopy(net), copy.deepcopy(net)
     fit(masked, train, cfg, masks=result.masks)
-    form = compact_form(compacted, result.masks, train.images[:64], 1e-3)
+    # every zero channel removed (the test model's widths, 8 and 16, are too narrow to round)
+    form = compact_form(compacted, result.masks, train.images[:64], 1e-3, multiple_of=1)
     assert form is not None and count_macs(form.model) < count_macs(net) / 2
     assert not form.masks  # every pruned weight left with its channel
     untouched = copy.deepcopy(compacted)
@@ -109,13 +112,52 @@ def test_fine_tuning_in_compacted_form_equals_fine_tuning_the_masked_model(train
     assert not torch.equal(got, net.eval()(x))  # it did train
     weights = dict(compacted.named_parameters())
     assert all(int((weights[n].detach()[~m] != 0).sum()) == 0 for n, m in result.masks.items())
-    # the library call used by the finetune stage takes the same path
+    # the library call used by the finetune stage trains the masked model where no width can be
+    # rounded to a multiple of 16: as the masked model, bit for bit
     via_library = copy.deepcopy(net)
     fit_masked(via_library, train, cfg, result.masks, tolerance=1e-3)
     assert all(
         torch.equal(a, b)
-        for a, b in zip(via_library.state_dict().values(), compacted.state_dict().values(), strict=True)
+        for a, b in zip(via_library.state_dict().values(), masked.state_dict().values(), strict=True)
     )
+
+
+def test_the_compacted_twin_keeps_widths_a_multiple_of_16_and_masks_the_zeros_it_keeps(
+    trained, data_dir: Path
+) -> None:
+    """A width off a multiple of 16 falls off PyTorch's fast CPU BatchNorm backward
+    (compact.TRAINING_WIDTH_MULTIPLE): the twin removes the fewest zero channels that leave each
+    width a multiple, keeps the rest masked, and trains as the masked model does."""
+    _, params = trained
+    train, val = train_and_validation(data_dir, params.data.val_size, params.data.split_seed)
+    torch.manual_seed(0)
+    net = build_model("cnn", {"widths": [32, 48], "stem": 40})
+    result = prune_model(net, params.prune.one_shot("ln_structured", 0.3, ["Conv2d"]))
+    zeros = {
+        name: len(zero_out_channels(m.weight)) for name, m in net.named_modules() if isinstance(m, nn.Conv2d)
+    }
+    form = compact_form(copy.deepcopy(net), result.masks, train.images[:64], 1e-3)
+    assert form is not None
+    convs = {name: m for name, m in form.model.named_modules() if isinstance(m, nn.Conv2d)}
+    dense = {name: m.out_channels for name, m in net.named_modules() if isinstance(m, nn.Conv2d)}
+    for name, conv in convs.items():
+        rounded = -(-(dense[name] - zeros[name]) // 16) * 16  # the width left, rounded up
+        assert conv.out_channels == min(dense[name], rounded), name
+    assert any(conv.out_channels < dense[name] for name, conv in convs.items())  # it did compact
+    assert any(dense[name] - zeros[name] < conv.out_channels for name, conv in convs.items())  # and round
+    assert form.masks  # the zero channels it kept stay masked while it trains
+    cfg = params.finetune.train_params(params.train, epochs=1)
+    masked = copy.deepcopy(net)
+    fit(masked, train, cfg, masks=result.masks)
+    fit(form.model, train, cfg, masks=form.masks)
+    compacted = copy.deepcopy(net)
+    expand_into(form, compacted)
+    x = normalize(val.images)
+    with torch.no_grad():
+        expected, got = masked.eval()(x), compacted.eval()(x)
+    assert (expected - got).abs().max() < 1e-3 * expected.abs().max()
+    weights = dict(compacted.named_parameters())
+    assert all(int((weights[n].detach()[~m] != 0).sum()) == 0 for n, m in result.masks.items())
 
 
 def test_compacted_form_keeps_the_masks_compaction_cannot_remove(trained) -> None:
@@ -124,7 +166,7 @@ def test_compacted_form_keeps_the_masks_compaction_cannot_remove(trained) -> Non
     structured = prune_model(net, params.prune.one_shot("ln_structured", 0.5, ["conv1"]))
     unstructured = prune_model(net, params.prune.one_shot("l1_unstructured", 0.3, ["conv2"]))
     masks = {**structured.masks, **unstructured.masks}
-    form = compact_form(net, masks, torch.zeros(8, 3, 32, 32, dtype=torch.uint8), 1e-3)
+    form = compact_form(net, masks, torch.zeros(8, 3, 32, 32, dtype=torch.uint8), 1e-3, multiple_of=1)
     assert form is not None and set(form.masks) == {"conv2.weight"}
     # conv2 lost the input channels conv1 lost; its zeros left are the unstructured ones that remain
     kept = dict(form.model.named_parameters())["conv2.weight"]

@@ -23,13 +23,21 @@ from prunelab.errors import UserError
 from prunelab.measure import count_macs
 from prunelab.models import build_model, prunable_layers
 
+TRAINING_WIDTH_MULTIPLE = 16
+"""The compacted twin that trains in a masked model's place keeps every layer's width a multiple
+of this; the zero channels it keeps stay masked. PyTorch's CPU BatchNorm backward in channels_last
+runs 10 to 20 times slower per element at other widths (torch 2.15; a resnet20 pruned with
+ln_structured to 2x fewer MACs has widths 8, 15, 17, 29, 34 and 61), which made its compacted
+fine-tuning slower than the masked dense-shaped model's (benchmarks/finetune_speed.py)."""
 
-def remove_zero_channels(model: nn.Module) -> dict[str, list[int]]:
-    """Remove every removable zero channel in place; returns {layer: removed output channels},
-    which `rebuild_compact` replays on a fresh model."""
+
+def remove_zero_channels(model: nn.Module, multiple_of: int = 1) -> dict[str, list[int]]:
+    """Remove every removable zero channel in place, or, with `multiple_of` > 1, the fewest that
+    leave each layer's width a multiple of it; returns {layer: removed output channels}, which
+    `rebuild_compact` replays on a fresh model."""
     graph = dependency_graph(model)
     removed: dict[str, list[int]] = {}
-    for name, _, idxs, group in removable_groups(model, graph):
+    for name, _, idxs, group in removable_groups(model, graph, multiple_of):
         if graph.check_pruning_group(group):
             group.prune()
             removed[name] = idxs
@@ -88,13 +96,17 @@ def compacted_copy(
 
 
 def _compacted(
-    model: nn.Module, images: torch.Tensor, tolerance: float, device: torch.device = CPU
+    model: nn.Module,
+    images: torch.Tensor,
+    tolerance: float,
+    device: torch.device = CPU,
+    multiple_of: int = 1,
 ) -> tuple[nn.Module, dict[str, list[int]]] | None:
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
     if not any(zero_out_channels(conv.weight) for conv in convs):
         return None  # cheap: no whole filter is zero, so nothing to remove
     small = copy.deepcopy(model)
-    removed = remove_zero_channels(small)
+    removed = remove_zero_channels(small, multiple_of)
     if not removed or max_output_difference(model, small, images, device) > tolerance:
         return None
     return small, removed
@@ -112,14 +124,19 @@ class CompactForm:
 
 
 def compact_form(
-    model: nn.Module, masks: dict[str, torch.Tensor], images: torch.Tensor, tolerance: float
+    model: nn.Module,
+    masks: dict[str, torch.Tensor],
+    images: torch.Tensor,
+    tolerance: float,
+    multiple_of: int = TRAINING_WIDTH_MULTIPLE,
 ) -> CompactForm | None:
-    """The compacted twin of a masked `model` (as `compacted_copy`), with the masks and positions
-    that `expand_into` needs; None where no channel can be removed or the twin differs.
+    """The compacted twin of a masked `model` (as `compacted_copy`, its widths multiples of
+    `multiple_of`), with the masks and positions that `expand_into` needs; None where no channel
+    can be removed or the twin differs.
 
     Training the twin equals training the masked model up to rounding: a removed channel outputs
     exactly zero (its BatchNorm masked with it), so the weights that read it get no gradient."""
-    compacted = _compacted(model, images, tolerance)
+    compacted = _compacted(model, images, tolerance, multiple_of=multiple_of)
     if compacted is None:
         return None
     small, removed = compacted

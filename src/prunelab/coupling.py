@@ -38,9 +38,10 @@ def zero_out_channels(weight: torch.Tensor) -> list[int]:
 
 
 def removable_groups(
-    model: nn.Module, graph: tp.DependencyGraph
+    model: nn.Module, graph: tp.DependencyGraph, multiple_of: int = 1
 ) -> Iterator[tuple[str, nn.Module, list[int], tp.Group]]:
-    """Convs with whole zero output channels, restricted to channels zero in every coupled conv.
+    """Convs with whole zero output channels, restricted to channels zero in every coupled conv;
+    with `multiple_of` > 1, the fewest of them that leave the width a multiple of it.
 
     Lazy: the caller may prune each group before the next is looked for. The classifier's
     outputs are classes and are never removed."""
@@ -66,6 +67,8 @@ def removable_groups(
                 coupled_zero = set(zero[target])
                 keep = [k and int(j) in coupled_zero for k, j in zip(keep, dep_idxs, strict=True)]
         kept = [i for i, k in zip(idxs, keep, strict=True) if k]
+        left = -(-(module.out_channels - len(kept)) // multiple_of) * multiple_of  # rounded up
+        kept = kept[: max(0, module.out_channels - left)]
         if kept:
             group = graph.get_pruning_group(module, tp.prune_conv_out_channels, kept)
             handled |= {dep.target.module for dep, _ in group if dep.handler == tp.prune_conv_out_channels}
