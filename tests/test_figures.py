@@ -26,7 +26,7 @@ from prunelab.studies import (
     load_recovery_study,
     load_ship_study,
 )
-from tests.conftest import ROOT
+from tests.conftest import PROVENANCE, ROOT
 
 FIGURE = re.compile(
     r"(?<![\w.×])\d+(?:\.\d+)?×(?!\d)"  # a ratio: 4×, 1.5× (not a kernel size, 3×3)
@@ -253,24 +253,13 @@ FULL_STUDY_ACCURACIES = {  # arch: {baseline: {method: fine-tuned accuracy at 2x
 }
 
 
-AMD_FP32 = {
-    "cpu": "AMD EPYC",
-    "cpu_flags": "avx2",
-    "gpu": "none",
-    "precision": "float32",
-    "threads": 2,
-    "epochs": 6,
-    "versions": {"torch": "2.15.0"},
-}
-
-
 def write_full_study(
     tmp_path: Path,
     accuracies: dict[str, dict[int, dict[str, float]]],
     made_on: dict[tuple[str, int], dict] | None = None,
 ) -> None:
     """What experiments/full_study.py copies of each architecture's experiment, and study.json;
-    each baseline's files made on AMD_FP32 unless `made_on` names another for (arch, baseline)."""
+    each baseline's files made on PROVENANCE unless `made_on` names another for (arch, baseline)."""
     folder = tmp_path / FULL_STUDY
     for arch, by_baseline in accuracies.items():
         root = folder / arch
@@ -293,7 +282,7 @@ def write_full_study(
             train = root / "metrics" / ("" if seed == 0 else f"replicates/{seed}")
             sweep.mkdir(parents=True, exist_ok=True)
             train.mkdir(parents=True, exist_ok=True)
-            provenance = (made_on or {}).get((arch, seed), AMD_FP32)
+            provenance = (made_on or {}).get((arch, seed), PROVENANCE)
             (train / "train.json").write_text(
                 json.dumps({"val_acc": 0.91 + seed / 100, "provenance": provenance})
             )
@@ -393,7 +382,7 @@ def test_an_architecture_still_to_run_is_named_not_compared(
     monkeypatch.setattr(full_study, "ROOT", tmp_path / "both")
     page = full_study.render()
     assert "## resnet20" in page and "| resnet20 | 2x |" in page and "not yet run" not in page
-    assert "different settings" not in page  # both legs made on AMD_FP32
+    assert "different settings" not in page  # both legs made on PROVENANCE
 
 
 def _full_study_script(monkeypatch: pytest.MonkeyPatch, root: Path) -> ModuleType:
@@ -414,7 +403,7 @@ def test_legs_made_in_different_settings_are_said_to_differ(
     machine, precision and epochs, every one where a leg's files disagree, and says the
     architectures differ in them too."""
     xeon = {
-        **AMD_FP32,
+        **PROVENANCE,
         "cpu": "Intel Xeon",
         "cpu_flags": "avx512_bf16, amx",
         "precision": "bfloat16",
@@ -437,7 +426,7 @@ def test_legs_made_in_different_settings_are_said_to_differ(
     page = _full_study_script(monkeypatch, tmp_path / "mixed").render()
     assert f"resnet20 on {amd} and {intel}." in page  # its baseline 1 resumed on another machine
 
-    one_thread = {**AMD_FP32, "threads": 1}  # a stage that shared the cores: the same setting, slower
+    one_thread = {**PROVENANCE, "threads": 1}  # a stage that shared the cores: the same setting, slower
     write_full_study(tmp_path / "shared", FULL_STUDY_ACCURACIES, made_on={("resnet20", 1): one_thread})
     page = _full_study_script(monkeypatch, tmp_path / "shared").render()
     assert f"| {amd}; 1–2 threads |" in page and "different settings" not in page
