@@ -45,7 +45,7 @@ from pathlib import Path, PurePosixPath
 import yaml
 from common import ROOT, add_page_command, committed_head, git, session, write_or_check
 
-from prunelab.captions import counted, provenance_line
+from prunelab.captions import counted, p_value, provenance_line
 from prunelab.comparison.verdicts import COSTS
 from prunelab.studies import FULL_STUDY, FULL_STUDY_ARCHS, FullStudy, load_full_study
 
@@ -315,7 +315,7 @@ def render() -> str:
             if verdict.get("outcome") in ("above", "below"):
                 lines.append(
                     f"  - ≥ {ranking['budget']:g}× {COSTS[ranking['cost']][0]}: {verdict['a']} "
-                    f"{verdict['outcome']} {verdict['b']} (Holm p = {verdict['p_holm']:.2g}), on "
+                    f"{verdict['outcome']} {verdict['b']} (Holm {p_value(verdict['p_holm'])}), on "
                     f"{ranking['holds_on']} of {len(baselines)} baselines"
                 )
     if len(archs) > 1 or study.pending:

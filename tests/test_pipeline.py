@@ -20,6 +20,7 @@ from dvc.repo import Repo
 from typer.testing import CliRunner
 
 from prunelab import cli
+from prunelab.device import dtype_name, resolve_runtime
 from prunelab.fetch import CHECKSUMS_ENV
 from prunelab.figures import BEGIN, END
 from prunelab.profiles import composed_text
@@ -142,10 +143,13 @@ def test_repro_produces_every_output(project: tuple[Path, dict[str, str]]) -> No
         "provenance",
     }
     assert evaluate["compact_int8"]["quantized_from"] == "compact"  # dvc.yaml's --int8 compact
-    # every metrics file says where it was made, and `dvc exp show` lists that as columns
+    # every metrics file says where it was made, and `dvc exp show` lists that as columns; the
+    # precision is what train.precision auto resolves to on this machine (bf16 where the CPU has it)
+    machine_precision = dtype_name(resolve_runtime("auto", "auto").dtype)
     for name in ("train", "baseline", "prune", "finetune", "compact", "evaluate", "sensitivity"):
         made = json.loads((root / f"metrics/{name}.json").read_text())["provenance"]
-        assert made["precision"] == "float32" and made["epochs"] == 1 and made["versions"]["dvc"], name
+        assert made["precision"] == machine_precision, name
+        assert made["epochs"] == 1 and made["versions"]["dvc"], name
     shown = dvc(root, project[1], "exp", "show", "--csv")
     assert "provenance.cpu" in shown and "provenance.versions.torch" in shown
     # each distinct model scored once: the baseline by evaluate_baseline, the fine-tuned model as

@@ -8,8 +8,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+from scipy import stats
 
-from prunelab.captions import provenance_line
+from prunelab.captions import p_value, provenance_line
 from prunelab.comparison.verdicts import Scores, compare_sweep, pareto_points
 from prunelab.report import (
     best_at_budgets_markdown,
@@ -115,6 +116,14 @@ def test_verdict_needs_a_difference_beyond_the_noise() -> None:
     assert "Holm" in text
     # one ranking asked at two budgets is one test of the family
     assert comparison.family.size == len({(v.a, v.b) for v in comparison.family.verdicts.values()})
+
+
+def test_a_p_value_too_small_for_a_float_is_not_printed_as_zero() -> None:
+    # 3,000 images that only one side of a pair gets right: McNemar's exact p, 2 × 0.5**3000,
+    # underflows to 0, which printed as "p = 0" reads as certainty
+    underflowed = stats.binomtest(0, 3000, 0.5).pvalue
+    assert underflowed == 0.0 and p_value(underflowed) == "p < 1e-300"
+    assert p_value(0.012) == "p = 0.012" and p_value(1.0) == "p = 1" and p_value(3e-7) == "p = 3e-07"
 
 
 def test_a_report_says_where_it_was_made() -> None:

@@ -31,6 +31,12 @@ def counted(number: float, noun: str) -> str:
     return f"{number:g} {noun}" + ("" if number == 1 else "s")
 
 
+def p_value(p: float) -> str:
+    """ "p = 0.012", as reports print it. A p too small for a float underflows to 0, which would
+    read as certainty: it prints as "p < 1e-300"."""
+    return f"p = {p:.2g}" if p >= 1e-300 else "p < 1e-300"
+
+
 def caption_figure(fig: Any, provenance: dict[str, Any] | None) -> None:
     """Lay out a matplotlib figure with its provenance line under it."""
     fig.tight_layout(rect=(0, 0.05, 1, 1))

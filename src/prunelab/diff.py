@@ -27,6 +27,7 @@ import numpy as np
 import yaml
 from scipy import stats
 
+from prunelab.captions import p_value
 from prunelab.comparison.verdicts import ALPHA, Family, Scores, Test, Verdict
 from prunelab.errors import UserError
 from prunelab.params import DataParams
@@ -332,9 +333,7 @@ def diff_markdown(old: Tree, new: Tree, diff: Diff) -> str:
     for row in sorted(diff.rows, key=order):
         verdict = row.outcome
         if row.verdict is not None and row.verdict.test is not None:
-            verdict += (
-                f" (p = {row.verdict.test.p:.2g}, Holm {row.verdict.p_holm:.2g}; {row.verdict.test.test})"
-            )
+            verdict += f" ({p_value(row.verdict.test.p)}, Holm {p_value(row.verdict.p_holm)}; {row.verdict.test.test})"
         lines.append(f"| {row.metric} | {row.old} | {row.new} | {verdict} |")
     lines += [
         "",

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from prunelab.captions import counted, provenance_line
+from prunelab.captions import counted, p_value, provenance_line
 from prunelab.comparison.verdicts import POWER
 from prunelab.errors import UserError
 from prunelab.io import read_json
@@ -211,7 +211,7 @@ def _comparison_lines(root: Path) -> list[str]:
             verdict.get("outcome", "–"), verdict.get("outcome", "–")
         )
         if verdict.get("p_holm") is not None:
-            outcome += f" (Holm p = {verdict['p_holm']:.2g})"
+            outcome += f" (Holm {p_value(verdict['p_holm'])})"
         holds = f" {ranking['holds_on']} of {baselines} |" if baselines > 1 else ""
         lines.append(f"| ≥ {ranking['budget']:g}× | {cells[0]} | {cells[1]} | {outcome} |{holds}")
     return (

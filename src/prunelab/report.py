@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from prunelab.captions import caption_figure
+from prunelab.captions import caption_figure, p_value
 from prunelab.comparison.verdicts import (
     ALPHA,
     CHANCE,
@@ -419,7 +419,7 @@ def _pair_verdict(first: str, second: str, verdict: Verdict) -> str:
     if verdict.test is None:
         return f"**{first} and {second} are both near chance** (not ranked)"
     relation = "beats" if verdict.outcome == "above" else "is within noise of"
-    return f"**{first} {relation} {second}** (p = {verdict.test.p:.2g}, Holm {verdict.p_holm:.2g})"
+    return f"**{first} {relation} {second}** ({p_value(verdict.test.p)}, Holm {p_value(verdict.p_holm)})"
 
 
 def save_pareto_png(
