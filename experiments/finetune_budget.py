@@ -5,7 +5,8 @@ each budget (2 seeds), by the sweep stage itself (stages/sweep.py, recovery `fin
 floor), on the comparison's validation images. The page then ranks the methods per point and
 budget and compares every ranking with the longest budget's (Kendall's τ and the pairs that
 flip), beside the agreement of the longest budget's two seeds with each other: how far two runs
-of the same budget agree, the ceiling any shorter budget can reach.
+of the same budget agree, the ceiling any shorter budget can reach. The free proxies, one-shot and
+BatchNorm recalibration, are scored from the same baseline (under proxies/) and compared alike.
 
     uv run python experiments/finetune_budget.py run [--budgets 0.1 0.25 1] [--points 2x 4x]
     uv run python experiments/finetune_budget.py page [--check]
@@ -52,31 +53,33 @@ def run(budgets: list[float], methods: list[str], points: list[str], seeds: list
             )
     done = {b for session in record["sessions"] for b in session["budgets"]}
     new = [b for b in budgets if b not in done]
+    this_session = session(
+        "uv run python experiments/finetune_budget.py run --budgets "
+        + " ".join(map(str, budgets))
+        + f" --methods {' '.join(methods)} --points {' '.join(points)} --seeds {' '.join(map(str, seeds))}",
+        git("rev-parse", "HEAD"),
+    )
     if new:
-        record["sessions"].append(
-            {
-                "budgets": new,
-                **session(
-                    "uv run python experiments/finetune_budget.py run --budgets "
-                    + " ".join(map(str, budgets))
-                    + f" --methods {' '.join(methods)} --points {' '.join(points)} --seeds {' '.join(map(str, seeds))}",
-                    git("rev-parse", "HEAD"),
-                ),
-            }
-        )
+        record["sessions"].append({"budgets": new, **this_session})
+    record.setdefault("proxies", this_session)
     record.update(
         budgets=sorted(set(record.get("budgets", [])) | set(budgets)),
         methods=methods,
         points=points,
         seeds=seeds,
     )
+    # the free proxies (one-shot, BatchNorm recalibration) scored from the same baseline as the
+    # budgets, under "proxies"; then each budget fine-tuned
+    runs = [
+        ("proxies", {"recovery": ["none", "bn_recalibration"]}),
+        *((str(b), {"recovery": ["finetune"], "finetune_epochs": b}) for b in budgets),
+    ]
     with tempfile.TemporaryDirectory() as tmp:
-        for budget in budgets:
-            params = Path(tmp) / f"params-{budget}.yaml"
+        for name, settings in runs:
+            params = Path(tmp) / f"params-{name}.yaml"
             sweep = {
                 **base["sweep"],
-                "recovery": ["finetune"],
-                "finetune_epochs": budget,
+                **settings,
                 "seeds": seeds,
                 "trained_seeds": len(seeds),
                 "random_floor": False,
@@ -84,7 +87,7 @@ def run(budgets: list[float], methods: list[str], points: list[str], seeds: list
             params.write_text(yaml.safe_dump({**base, "sweep": sweep}, sort_keys=False))
             for method in methods:
                 for point in points:
-                    out = FOLDER / str(budget) / f"{method}-{point}.json"
+                    out = FOLDER / name / f"{method}-{point}.json"
                     if out.is_file():
                         continue
                     began = time.perf_counter()
@@ -104,7 +107,7 @@ def run(budgets: list[float], methods: list[str], points: list[str], seeds: list
                         cwd=ROOT,
                         check=True,
                     )
-                    record["runs"][f"{budget}/{method}-{point}"] = round(time.perf_counter() - began, 1)
+                    record["runs"][f"{name}/{method}-{point}"] = round(time.perf_counter() - began, 1)
                     FOLDER.mkdir(parents=True, exist_ok=True)
                     study.write_text(json.dumps(record, indent=2) + "\n")
 
@@ -145,7 +148,7 @@ def render() -> str:
                 result = study.results[(b, m, p)]["recovery"]["finetune"]
                 cells.append(f"{result['val_acc']:.4f} ± {result['val_acc_std']:.4f}")
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
-    proxies = study.proxies(ROOT)
+    proxies = study.proxies()
     lines += [
         "",
         f"## Agreement with the {longest}-epoch ranking",
@@ -153,8 +156,8 @@ def render() -> str:
         f"Kendall's τ between each ranking of the methods (seed means) and the {longest}-epoch one, per "
         f"point. The shorter budgets first; then the {longest}-epoch budget's seed {record['seeds'][0]} against "
         f"its seed {record['seeds'][1]}, how far two runs of the same budget agree (the ceiling a cheaper "
-        "ranking can be held to); then the comparison's free proxies, one-shot and BatchNorm recalibration, "
-        "from the committed sweep (metrics/sweep/), where it scored these methods and points.",
+        "ranking can be held to); then the free proxies, one-shot and BatchNorm recalibration, scored from "
+        f"the same baseline (proxies/: {_proxies_source(record)}).",
         "",
         "| point | "
         + " | ".join(f"{b} ep" for b in shorter)
@@ -175,7 +178,7 @@ def render() -> str:
                 flips_text.append(f"- {p}, {b} ep: " + ", ".join(f"{a} > {c}" for a, c in flips))
     means = [f"{b} ep {study.mean_tau(b):.2f}" for b in shorter]
     means.append(f"two seeds of {longest} ep {study.mean_seed_tau():.2f}")
-    means += [f"{PROXY_NAMES[r]} {tau:.2f}" for r, tau in study.proxy_taus(ROOT).items()]
+    means += [f"{PROXY_NAMES[r]} {tau:.2f}" for r, tau in study.proxy_taus().items()]
     lines += ["", "Mean τ over the points: " + ", ".join(means) + "."]
     separated = study.separated()
     pairs = len(methods) * (len(methods) - 1) // 2 * len(points)
@@ -217,6 +220,14 @@ def render() -> str:
         seconds = [v for k, v in record["runs"].items() if k.startswith(f"{b}/")]
         lines.append(f"| {b} ep | {sum(seconds) / 60:.1f} |")
     return "\n".join(lines) + "\n"
+
+
+def _proxies_source(record: dict) -> str:
+    made = record.get("proxies")
+    if made is None:
+        return "not scored"
+    why = f", {made['why']}" if "why" in made else ""
+    return f"{made['date']} at commit {made['commit']}, `{made['command']}`{why}"
 
 
 def _sessions(record: dict) -> str:

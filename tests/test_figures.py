@@ -14,7 +14,7 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-from prunelab.figures import _full_study_lines, blocks_in, stale_blocks
+from prunelab.figures import _budget_lines, _full_study_lines, blocks_in, stale_blocks
 from prunelab.per_image import correct_path, encode
 from prunelab.studies import (
     FINETUNE_BUDGET,
@@ -26,7 +26,7 @@ from prunelab.studies import (
     load_recovery_study,
     load_ship_study,
 )
-from tests.conftest import PROVENANCE, ROOT
+from tests.conftest import PROVENANCE, ROOT, write_params
 
 FIGURE = re.compile(
     r"(?<![\w.×])\d+(?:\.\d+)?×(?!\d)"  # a ratio: 4×, 1.5× (not a kernel size, 3×3)
@@ -433,11 +433,11 @@ def test_legs_made_in_different_settings_are_said_to_differ(
     assert "made on" not in _full_study_lines(tmp_path / "shared")[1]
 
 
-def test_the_budget_study_calls_faithful_what_orders_the_separated_pairs_alike(tmp_path: Path) -> None:
-    """A shorter budget is faithful where it orders every pair of methods that the longest
-    budget separates beyond noise (paired over its per-image results) as the longest does;
-    pairs the longest leaves within noise do not count."""
-    folder = tmp_path / FINETUNE_BUDGET
+def write_budget_study(root: Path, made_on: dict | None = None) -> dict:
+    """A budget study of methods a-d at 2x under `root`, made on `made_on` (PROVENANCE unless
+    given): the longest budget, 1.0, separates a from d beyond noise and leaves b and c alike;
+    0.1 flips only b and c, 0.5 flips a and d. Returns study.json's record."""
+    folder = root / FINETUNE_BUDGET
     rng = np.random.default_rng(0)
     images = 2000
     right = {  # the longest budget's per-image results: a far above d; b and c alike
@@ -456,7 +456,8 @@ def test_the_budget_study_calls_faithful_what_orders_the_separated_pairs_alike(t
         for method, acc in methods.items():
             finetune = {"val_acc": acc, "val_acc_by_seed": {"0": acc, "1": acc}}
             metrics = folder / str(budget) / f"{method}-2x.json"
-            metrics.write_text(json.dumps({"recovery": {"finetune": finetune}}))
+            made = made_on or PROVENANCE
+            metrics.write_text(json.dumps({"recovery": {"finetune": finetune}, "provenance": made}))
             bits = encode(right[method])
             per_image = {
                 "images": images,
@@ -472,6 +473,15 @@ def test_the_budget_study_calls_faithful_what_orders_the_separated_pairs_alike(t
         "runs": {},
     }
     (folder / "study.json").write_text(json.dumps(record))
+    return record
+
+
+def test_the_budget_study_calls_faithful_what_orders_the_separated_pairs_alike(tmp_path: Path) -> None:
+    """A shorter budget is faithful where it orders every pair of methods that the longest
+    budget separates beyond noise (paired over its per-image results) as the longest does;
+    pairs the longest leaves within noise do not count."""
+    record = write_budget_study(tmp_path)
+    folder = tmp_path / FINETUNE_BUDGET
     study = load_budget_study(tmp_path)
     assert study is not None and study.longest == 1.0
     separated = study.separated()
@@ -485,3 +495,38 @@ def test_the_budget_study_calls_faithful_what_orders_the_separated_pairs_alike(t
     # a budget still running (a file missing) is left out until it has every run
     (folder / "0.5/a-2x.json").unlink()
     assert load_budget_study(tmp_path).record["budgets"] == [1.0]  # type: ignore[union-attr]
+
+
+def test_the_budget_study_ranks_its_own_proxies_and_says_where_it_ran(tmp_path: Path) -> None:
+    """The free proxies the study compares are the ones it scored from its own baseline
+    (proxies/), never the committed comparison's, which may come from another baseline; and the
+    README's budget line says where the study ran when the comparison ran elsewhere."""
+    write_budget_study(tmp_path)
+    study = load_budget_study(tmp_path)
+    assert study is not None and study.proxies() == {}  # none scored: none compared
+    longest_order = {"a": 0.9, "b": 0.7, "c": 0.7, "d": 0.5}
+    (tmp_path / FINETUNE_BUDGET / "proxies").mkdir()
+    (tmp_path / "metrics/sweep").mkdir(parents=True)
+    for method, acc in longest_order.items():
+        own = {"none": {"val_acc": acc}, "bn_recalibration": {"val_acc": 1 - acc}}  # alike, reversed
+        (tmp_path / FINETUNE_BUDGET / "proxies" / f"{method}-2x.json").write_text(
+            json.dumps({"recovery": own})
+        )
+        other_baseline = {"none": {"val_acc": 0.5}, "bn_recalibration": {"val_acc": 0.5}}
+        (tmp_path / "metrics/sweep" / f"{method}-2x.json").write_text(
+            json.dumps({"recovery": other_baseline})
+        )
+    study = load_budget_study(tmp_path)
+    assert study is not None
+    taus = study.proxy_taus()
+    assert taus["none"] > 0.8 and taus["bn_recalibration"] < -0.8
+
+    write_params(tmp_path / "params.yaml", {"sweep": {"finetune_epochs": 0.1}})
+    here = _budget_lines(tmp_path, "finetune", PROVENANCE)[1]
+    assert "By the study's rule this budget is faithful" in here and "ran on" not in here
+    xeon = {**PROVENANCE, "cpu": "Intel Xeon", "cpu_flags": "amx", "precision": "bfloat16", "epochs": 10}
+    elsewhere = _budget_lines(tmp_path, "finetune", xeon)[1]
+    assert elsewhere.endswith(
+        " The study ran on AMD EPYC (avx2), float32, baseline trained 6 epochs, this comparison on "
+        "Intel Xeon (amx), bfloat16, baseline trained 10 epochs: its verdict was measured there."
+    )

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from prunelab.captions import counted, p_value, provenance_line
+from prunelab.captions import counted, p_value, provenance_line, setting
 from prunelab.comparison.verdicts import POWER
 from prunelab.errors import UserError
 from prunelab.io import read_json
@@ -217,7 +217,7 @@ def _comparison_lines(root: Path) -> list[str]:
     return (
         lines
         + _proxy_lines(verdicts.get("proxy_agreement", []))
-        + _budget_lines(root, rankings[0]["recovery"])
+        + _budget_lines(root, rankings[0]["recovery"], dense.get("provenance"))
     )
 
 
@@ -241,9 +241,10 @@ def _power_clause(verdicts: dict[str, Any]) -> str:
     return clause
 
 
-def _budget_lines(root: Path, recovery: str) -> list[str]:
+def _budget_lines(root: Path, recovery: str, made: dict[str, Any] | None) -> list[str]:
     """How far the comparison's fine-tuning budget ranks like the longest one the budget study
-    ran (docs/results/finetune-budget.md), where the study ran this budget."""
+    ran (docs/results/finetune-budget.md), where the study ran this budget; and where the study
+    ran in another setting than the comparison (`made`), which."""
     study = load_budget_study(root)
     budget = load_params(root / "params.yaml").sweep.finetune_epochs
     if (
@@ -253,7 +254,7 @@ def _budget_lines(root: Path, recovery: str) -> list[str]:
         or budget == study.longest
     ):
         return []
-    proxies = study.proxy_taus(root)
+    proxies = study.proxy_taus()
     free = "".join(f", {PROXY_NAMES.get(proxy, proxy)} at {tau:.2f}" for proxy, tau in proxies.items())
     longest = counted(study.longest, "epoch")
     separated = study.separated()
@@ -276,8 +277,18 @@ def _budget_lines(root: Path, recovery: str) -> list[str]:
         f"from the study [docs/results/finetune-budget.md](docs/results/finetune-budget.md) at "
         f"{', '.join(study.record['points'])} (Kendall's τ, mean over the points): {study.mean_tau(budget):.2f}; "
         f"two seeds of {longest} agree at {study.mean_seed_tau():.2f}{free}. By the study's rule this budget is "
-        f"{verdict} (τ also counts the pairs left within noise).",
+        f"{verdict} (τ also counts the pairs left within noise)."
+        + _setting_clause("The study", study.made_on(), "this comparison", made),
     ]
+
+
+def _setting_clause(study: str, study_made_on: str, here: str, made: dict[str, Any] | None) -> str:
+    """Where a study quoted beside a result ran in another setting than the result: which, since
+    its verdict is measured there, not here."""
+    made_here = setting(made, threads=False) if made else "not recorded"
+    if made_here == study_made_on:
+        return ""
+    return f" {study} ran on {study_made_on}, {here} on {made_here}: its verdict was measured there."
 
 
 def _full_study_lines(root: Path) -> list[str]:

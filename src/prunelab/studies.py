@@ -5,6 +5,7 @@ beside the results it qualifies. Reading lives here so that both read it alike."
 from __future__ import annotations
 
 import statistics
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,9 +25,12 @@ PROXIES = ("none", "bn_recalibration")
 class BudgetStudy:
     """How short a fine-tuning budget ranks the methods as the longest one does."""
 
-    record: dict[str, Any]  # study.json: budgets, methods, points, seeds, command, commit, date, runs
+    record: dict[str, Any]  # study.json: budgets, methods, points, seeds, sessions, runs, proxies
     results: dict[tuple[float, str, str], dict[str, Any]]  # (budget, method, point): sweep metrics
     scores: dict[tuple[str, str], Scores]  # (method, point): the longest budget's per-image results
+    # (method, point): the free proxies' sweep metrics (one-shot, BatchNorm recalibration), scored
+    # from the study's own baseline; empty where the study has none
+    proxy_results: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     _separated: list[tuple[str, str, str]] | None = field(default=None, init=False, repr=False)
 
     @property
@@ -97,34 +101,41 @@ class BudgetStudy:
             (b for b in sorted(self.record["budgets"]) if b != self.longest and self.faithful(b)), None
         )
 
-    def proxies(self, root: Path) -> dict[str, dict[str, dict[str, float]]]:
-        """{proxy: {point: {method: accuracy}}} of the comparison's free proxies (one-shot,
-        BatchNorm recalibration) from `root`'s committed sweep, where it scored every method and
-        point of the study."""
+    def proxies(self) -> dict[str, dict[str, dict[str, float]]]:
+        """{proxy: {point: {method: accuracy}}} of the free proxies (one-shot, BatchNorm
+        recalibration) the study scored from its own baseline, where it scored every method and
+        point. The comparison's committed sweep would not do: it may come from another baseline."""
         out = {}
         for proxy in PROXIES:
             table = {
-                p: {m: _sweep_accuracy(root, m, p, proxy) for m in self.record["methods"]}
+                p: {
+                    m: self.proxy_results.get((m, p), {}).get("recovery", {}).get(proxy, {}).get("val_acc")
+                    for m in self.record["methods"]
+                }
                 for p in self.record["points"]
             }
             if all(acc is not None for row in table.values() for acc in row.values()):
                 out[proxy] = table
         return out  # type: ignore[return-value]  # every accuracy checked above
 
-    def proxy_taus(self, root: Path) -> dict[str, float]:
+    def proxy_taus(self) -> dict[str, float]:
         """Each free proxy's mean τ against the longest budget's ranking (see `proxies`)."""
         return {
             proxy: statistics.mean(
                 rank_agreement(by_point[p], self.accuracies(self.longest, p)).tau for p in by_point
             )
-            for proxy, by_point in self.proxies(root).items()
+            for proxy, by_point in self.proxies().items()
         }
 
+    def made_on(self) -> str:
+        """The kind of machine, precision and baseline epochs the study's runs were made with."""
+        return made_on(result["provenance"] for result in self.results.values() if "provenance" in result)
 
-def _sweep_accuracy(root: Path, method: str, point: str, recovery: str) -> float | None:
-    path = root / "metrics/sweep" / f"{method}-{point}.json"
-    result = read_json(path)["recovery"].get(recovery) if path.is_file() else None
-    return None if result is None else result["val_acc"]
+
+def made_on(provenances: Iterable[dict[str, Any]]) -> str:
+    """The kinds of machine, precision and baseline epochs in these provenance blocks, each where
+    they differ (threads aside: they change speed and the last bits only)."""
+    return " and ".join(sorted({setting(p, threads=False) for p in provenances})) or "not recorded"
 
 
 def load_budget_study(root: Path) -> BudgetStudy | None:
@@ -145,7 +156,9 @@ def load_budget_study(root: Path) -> BudgetStudy | None:
     scores = {
         (m, p): load_point_scores(folder / longest / f"{m}-{p}.json")["recovery"]["finetune"] for m, p in runs
     }
-    return BudgetStudy(record, results, scores)
+    proxy_files = {(m, p): folder / "proxies" / f"{m}-{p}.json" for m, p in runs}
+    proxies = {key: read_json(path) for key, path in proxy_files.items() if path.is_file()}
+    return BudgetStudy(record, results, scores, proxies)
 
 
 def _read_run(folder: Path, metrics: tuple[str, ...]) -> dict[str, Any]:
@@ -477,8 +490,7 @@ class FullStudy:
     def made_on(self, arch: str) -> str:
         """The kind of machine, precision and baseline epochs ARCH's files were made with, each
         where they differ (threads aside: they change speed and the last bits only)."""
-        kinds = {setting(p, threads=False) for p in self.provenances(arch)}
-        return " and ".join(sorted(kinds)) or "not recorded"
+        return made_on(self.provenances(arch))
 
     def holding(self, arch: str) -> dict[str, tuple[int, int]]:
         """{kind: (verdicts beyond the noise, of them those that hold on every baseline)} for the
