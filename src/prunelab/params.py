@@ -421,9 +421,7 @@ class SweepParams(Section):
     )
     """Methods compared (built-in names or plugin import paths). `random_unstructured` is left
     out by default: it is l1_unstructured's random floor (the same per-layer counts)."""
-    points: Annotated[list[SweepPoint], Field(min_length=1)] = Field(
-        default_factory=lambda: ["2x", "4x"]
-    )
+    points: Annotated[list[SweepPoint], Field(min_length=1)] = Field(default_factory=lambda: ["2x", "4x"])
     """Where each method is scored. A cost target `<ratio>x` is met by each method at its own
     smallest amount: × fewer MACs once compacted for channel methods (prune.dim 0), × compression
     (params / nonzero params) for unstructured ones, so methods are compared at equal cost. A

@@ -277,6 +277,21 @@ COSTS = {
     "compression": ("compression (params / nonzero)", COMPRESSION_BUDGETS),
 }
 
+
+def _telling_budgets(points: list[dict[str, Any]], cost: str, levels: tuple[float, ...]) -> list[float]:
+    """The budget levels whose ranking says something the others do not. A level that the same
+    points reach as the next stricter one ranks them alike (with two points, 2x and 4x, ≥ 1.5×
+    is ≥ 2× again), so only the stricter one is kept; of the levels no point reaches, only the
+    first."""
+    reaching = [frozenset(i for i, p in enumerate(points) if p[cost] >= level) for level in levels]
+    return [
+        level
+        for i, level in enumerate(levels)
+        if (reaching[i] and (i + 1 == len(levels) or reaching[i + 1] != reaching[i]))
+        or (not reaching[i] and (i == 0 or reaching[i - 1]))
+    ]
+
+
 LATENCY_NOISE = 0.15
 """How far a sweep's measured speed-up moved between two runs of the same comparison on one
 machine (40 speed-ups: std 0.046–0.047, at most 0.13–0.15, on an Intel Xeon with AMX): a point
@@ -460,7 +475,7 @@ def compare_sweep(
     recovery = ranking_recovery(points)
     budgets = []
     for cost, (_, levels) in COSTS.items():
-        for budget in levels:
+        for budget in _telling_budgets(points, cost, levels):
             best: dict[str, dict[str, Any]] = {}
             for p in points:
                 if p[cost] < budget:
