@@ -129,8 +129,9 @@ def _ship_lines(root: Path) -> list[str]:
     runs = [study.runs[s]["evaluate"] for s in seeds]
     lines = [
         f"The shipped model ([docs/results/ship-4x.md](docs/results/ship-4x.md)): "
-        f"`dvc exp run -S profile=ship evaluate` from the committed baseline, mean of {len(seeds)} "
-        f"fine-tuning seeds. {provenance_line(runs[0]['provenance'])}",
+        f"`dvc exp run -S profile=ship evaluate` from the baseline committed at {study.record['commit']} "
+        f"({study.record['date']}), mean of {len(seeds)} fine-tuning seeds. "
+        f"{provenance_line(runs[0]['provenance'])}",
         "",
         "| model | test acc | Δ points | fewer MACs | "
         + " | ".join(f"{RUNTIMES[p]} × @ {b}" for p in RUNTIMES for b in batches)
