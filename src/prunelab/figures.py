@@ -279,17 +279,19 @@ def _budget_lines(root: Path, recovery: str, made: dict[str, Any] | None) -> lis
         f"{', '.join(study.record['points'])} (Kendall's τ, mean over the points): {study.mean_tau(budget):.2f}; "
         f"two seeds of {longest} agree at {study.mean_seed_tau():.2f}{free}. By the study's rule this budget is "
         f"{verdict} (τ also counts the pairs left within noise)."
-        + _setting_clause("The study", study.made_on(), "this comparison", made),
+        + _where_the_study_ran(study.made_on(), made),
     ]
 
 
-def _setting_clause(study: str, study_made_on: str, here: str, made: dict[str, Any] | None) -> str:
-    """Where a study quoted beside a result ran in another setting than the result: which, since
+def _where_the_study_ran(study_made_on: str, made: dict[str, Any] | None) -> str:
+    """Where the budget study ran in another setting than the comparison (`made`): which, since
     its verdict is measured there, not here."""
     made_here = setting(made, threads=False) if made else "not recorded"
     if made_here == study_made_on:
         return ""
-    return f" {study} ran on {study_made_on}, {here} on {made_here}: its verdict was measured there."
+    return (
+        f" The study ran on {study_made_on}, this comparison on {made_here}: its verdict was measured there."
+    )
 
 
 def _full_study_lines(root: Path) -> list[str]:

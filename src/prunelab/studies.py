@@ -108,15 +108,16 @@ class BudgetStudy:
         out = {}
         for proxy in PROXIES:
             table = {
-                p: {
-                    m: self.proxy_results.get((m, p), {}).get("recovery", {}).get(proxy, {}).get("val_acc")
-                    for m in self.record["methods"]
-                }
+                p: {m: self._proxy_accuracy(m, p, proxy) for m in self.record["methods"]}
                 for p in self.record["points"]
             }
             if all(acc is not None for row in table.values() for acc in row.values()):
                 out[proxy] = table
         return out  # type: ignore[return-value]  # every accuracy checked above
+
+    def _proxy_accuracy(self, method: str, point: str, proxy: str) -> float | None:
+        result = self.proxy_results.get((method, point), {}).get("recovery", {}).get(proxy)
+        return None if result is None else result["val_acc"]
 
     def proxy_taus(self) -> dict[str, float]:
         """Each free proxy's mean τ against the longest budget's ranking (see `proxies`)."""
@@ -129,10 +130,10 @@ class BudgetStudy:
 
     def made_on(self) -> str:
         """The kind of machine, precision and baseline epochs the study's runs were made with."""
-        return made_on(result["provenance"] for result in self.results.values() if "provenance" in result)
+        return settings_of(result["provenance"] for result in self.results.values() if "provenance" in result)
 
 
-def made_on(provenances: Iterable[dict[str, Any]]) -> str:
+def settings_of(provenances: Iterable[dict[str, Any]]) -> str:
     """The kinds of machine, precision and baseline epochs in these provenance blocks, each where
     they differ (threads aside: they change speed and the last bits only)."""
     return " and ".join(sorted({setting(p, threads=False) for p in provenances})) or "not recorded"
@@ -490,7 +491,7 @@ class FullStudy:
     def made_on(self, arch: str) -> str:
         """The kind of machine, precision and baseline epochs ARCH's files were made with, each
         where they differ (threads aside: they change speed and the last bits only)."""
-        return made_on(self.provenances(arch))
+        return settings_of(self.provenances(arch))
 
     def holding(self, arch: str) -> dict[str, tuple[int, int]]:
         """{kind: (verdicts beyond the noise, of them those that hold on every baseline)} for the
